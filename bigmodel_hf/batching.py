@@ -1,0 +1,263 @@
+"""Batches: dynamic-padding collators, token-budget batching (fairseq `--max-tokens`), LM packing.
+
+Public API
+----------
+make_seq2seq_collator(tokenizer, model=None, pad_to_multiple_of=None) -> DataCollatorForSeq2Seq
+    Pads `input_ids`/`attention_mask` with the pad id and `labels` with -100 to the longest in the batch.
+make_lm_collator(tokenizer, pad_to_multiple_of=None) -> DataCollatorForLanguageModeling
+    Causal-LM collator (labels = input_ids, padding -> -100); packed blocks need no padding.
+example_lengths(dataset, columns=("input_ids", "labels"), pad_to_multiple_of=None) -> np.ndarray[int]
+    Per-example size for budgeting: the longest of the present `columns` (fairseq's `num_tokens`).
+TokenBudgetBatchSampler(lengths, max_tokens, *, max_sentences=None, shuffle=True, seed=0,
+        num_replicas=None, rank=None)          (a torch Sampler of list[int]; has set_epoch(epoch))
+    Batches of length-sorted examples with `len(batch) * max(size in batch) <= max_tokens`, fixed for a
+    seed; their order is reshuffled per epoch. Rank r of R gets every R-th batch of that order: ranks see
+    disjoint batches, all see the same number (the batch list is made a multiple of R by splitting the
+    largest batches, so nothing is repeated or dropped). `len()` is the per-rank batch count.
+padding_stats(lengths, batches) -> dict(real_tokens, padded_tokens, padding_fraction)
+TokenBudgetTrainerMixin, TokenBudgetTrainer, TokenBudgetSeq2SeqTrainer
+    `Trainer(..., max_tokens=N, max_sentences=None)`: training batches come from
+    `TokenBudgetBatchSampler` (rank/world size from TrainingArguments; works under `accelerate launch`).
+    `max_tokens=None` falls back to the stock fixed-size batches. Evaluation batching is unchanged.
+pack_lm_blocks(dataset, block_size, *, eos_token_id, drop_remainder=True, with_labels=True)
+        -> Dataset | DatasetDict
+    Concatenates tokenized documents (EOS after each one that lacks it) and cuts blocks of `block_size`
+    tokens: columns `input_ids` (and `labels`, a copy; the model shifts).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from functools import partial
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from torch.utils.data import DataLoader, Sampler
+from transformers import DataCollatorForLanguageModeling, DataCollatorForSeq2Seq, Seq2SeqTrainer, Trainer
+from transformers.trainer_utils import seed_worker
+from datasets.table import InMemoryTable
+
+from .data.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------------------------------
+# Collators
+
+
+def make_seq2seq_collator(tokenizer, model=None, pad_to_multiple_of: int | None = None) -> DataCollatorForSeq2Seq:
+    """Dynamic padding for translation; labels padded with -100 (ignored by the loss)."""
+    return DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100,
+                                  pad_to_multiple_of=pad_to_multiple_of, return_tensors="pt")
+
+
+def make_lm_collator(tokenizer, pad_to_multiple_of: int | None = None) -> DataCollatorForLanguageModeling:
+    """Dynamic padding for causal LM; labels are the inputs with padding set to -100."""
+    return DataCollatorForLanguageModeling(tokenizer, mlm=False, pad_to_multiple_of=pad_to_multiple_of,
+                                           return_tensors="pt")
+
+
+# --------------------------------------------------------------------------------------------------
+# Token-budget batching
+
+
+def example_lengths(dataset, columns: Sequence[str] = ("input_ids", "labels"),
+                    pad_to_multiple_of: int | None = None) -> np.ndarray:
+    """Longest of the present `columns`, per example (read from Arrow, no Python loop)."""
+    present = [c for c in columns if c in dataset.column_names]
+    if not present:
+        raise DataError(f"none of the columns {list(columns)} is in the dataset (has {dataset.column_names}).")
+    table = dataset.with_format("arrow")
+    sizes = None
+    for column in present:
+        counts = pc.list_value_length(table[column]).to_numpy(zero_copy_only=False).astype(np.int64)
+        sizes = counts if sizes is None else np.maximum(sizes, counts)
+    if pad_to_multiple_of:
+        sizes = -(-sizes // pad_to_multiple_of) * pad_to_multiple_of
+    return sizes
+
+
+def _make_batches(lengths: np.ndarray, max_tokens: int, max_sentences: int | None, seed: int) -> list[list[int]]:
+    """Greedy fill over length-sorted indices (ties broken at random by `seed`)."""
+    too_long = np.flatnonzero(lengths > max_tokens)
+    if too_long.size:
+        raise DataError(
+            f"{too_long.size} examples are longer than max_tokens={max_tokens} (longest {int(lengths.max())} "
+            f"tokens, e.g. example {int(too_long[0])}). Raise max_tokens, truncate (max_source_length / "
+            "max_target_length), or drop long pairs when cleaning (max_tokens=...)."
+        )
+    order = np.random.default_rng(seed).permutation(len(lengths))
+    order = order[np.argsort(lengths[order], kind="stable")]
+    batches: list[list[int]] = []
+    start, longest = 0, 0
+    for pos, index in enumerate(order.tolist()):
+        size = int(lengths[index])
+        longest_if_added = max(longest, size)
+        count = pos - start + 1
+        if count > 1 and (longest_if_added * count > max_tokens or (max_sentences and count > max_sentences)):
+            batches.append(order[start:pos].tolist())
+            start, longest_if_added = pos, size
+        longest = longest_if_added
+    if start < len(order):
+        batches.append(order[start:].tolist())
+    return batches
+
+
+def _even_out(batches: list[list[int]], replicas: int) -> list[list[int]]:
+    """Split the largest batches in two until the count divides by `replicas` (repeat only if impossible)."""
+    originals, batches = len(batches), list(batches)
+    while len(batches) % replicas:
+        largest = max(range(len(batches)), key=lambda i: len(batches[i]))
+        if len(batches[largest]) < 2:
+            logger.warning("fewer examples than ranks: repeating batches so every rank gets one")
+            batches.append(batches[len(batches) % originals])
+            continue
+        batch = batches.pop(largest)
+        half = len(batch) // 2
+        batches[largest:largest] = [batch[:half], batch[half:]]
+    return batches
+
+
+class TokenBudgetBatchSampler(Sampler):
+    """Length-bucketed batches of at most `max_tokens` tokens (padding included); see module docstring."""
+
+    def __init__(self, lengths, max_tokens: int, *, max_sentences: int | None = None, shuffle: bool = True,
+                 seed: int = 0, num_replicas: int | None = None, rank: int | None = None):
+        if num_replicas is None:
+            dist = torch.distributed.is_available() and torch.distributed.is_initialized()
+            num_replicas = torch.distributed.get_world_size() if dist else 1
+            rank = torch.distributed.get_rank() if dist else 0
+        rank = 0 if rank is None else rank
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is not in [0, {num_replicas})")
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        if self.lengths.ndim != 1 or self.lengths.size == 0:
+            raise ValueError("lengths must be a non-empty 1-D sequence of example sizes")
+        self.max_tokens, self.max_sentences = int(max_tokens), max_sentences
+        self.shuffle, self.seed = shuffle, seed
+        self.num_replicas, self.rank = num_replicas, rank
+        self.epoch = 0
+        self.batches = _even_out(_make_batches(self.lengths, self.max_tokens, max_sentences, seed), num_replicas)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.batches) // self.num_replicas
+
+    def __iter__(self):
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.batches))
+        else:
+            order = np.arange(len(self.batches))
+        for position in order[self.rank :: self.num_replicas].tolist():
+            yield list(self.batches[position])
+
+
+def padding_stats(lengths, batches) -> dict:
+    """Real vs padded tokens of `batches` (lists of indices) padded to their longest member."""
+    lengths = np.asarray(lengths)
+    real = sum(int(lengths[b].sum()) for b in batches)
+    padded = sum(int(lengths[b].max()) * len(b) for b in batches)
+    return {"real_tokens": real, "padded_tokens": padded, "padding_fraction": 1 - real / padded if padded else 0.0}
+
+
+# --------------------------------------------------------------------------------------------------
+# Trainer integration
+
+
+class TokenBudgetTrainerMixin:
+    """Mix in before a `Trainer` class: `max_tokens=N` switches training batches to a token budget."""
+
+    def __init__(self, *args, max_tokens: int | None = None, max_sentences: int | None = None,
+                 length_columns: Sequence[str] = ("input_ids", "labels"), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_tokens, self.max_sentences, self.length_columns = max_tokens, max_sentences, tuple(length_columns)
+
+    def get_train_dataloader(self) -> DataLoader:
+        if self.max_tokens is None:
+            return super().get_train_dataloader()
+        dataset = self.train_dataset
+        if dataset is None:
+            raise ValueError("Trainer: training requires a train_dataset.")
+        if not isinstance(dataset, datasets.Dataset):
+            raise TypeError("max_tokens batching needs a datasets.Dataset train_dataset")
+        args = self.args
+        sampler = TokenBudgetBatchSampler(
+            example_lengths(dataset, self.length_columns), self.max_tokens, max_sentences=self.max_sentences,
+            seed=args.data_seed if args.data_seed is not None else args.seed,
+            num_replicas=max(1, args.world_size), rank=args.process_index if args.world_size > 1 else 0,
+        )
+        dataset = self._remove_unused_columns(dataset, description="Training")
+        loader = DataLoader(
+            dataset, batch_sampler=sampler, collate_fn=self.data_collator,
+            num_workers=args.dataloader_num_workers, pin_memory=args.dataloader_pin_memory,
+            persistent_workers=args.dataloader_persistent_workers,
+            prefetch_factor=args.dataloader_prefetch_factor,
+            multiprocessing_context=args.dataloader_multiprocessing_context,
+            worker_init_fn=partial(seed_worker, num_workers=args.dataloader_num_workers, rank=args.process_index),
+        )
+        loader = self.accelerator.prepare(loader)
+        # Our sampler already shards by rank; under several processes accelerate wraps it in a
+        # BatchSamplerShard that would shard again. Make that wrapper a pass-through (as Trainer does
+        # for its own rank-aware BatchRebalanceSampler). `set_epoch` still reaches our sampler: Trainer
+        # calls it on `loader.batch_sampler.batch_sampler`.
+        shard = getattr(loader, "batch_sampler", None)
+        if shard is not None and shard is not sampler and getattr(shard, "batch_sampler", None) is sampler:
+            shard.num_processes, shard.process_index = 1, 0
+        return loader
+
+
+class TokenBudgetTrainer(TokenBudgetTrainerMixin, Trainer):
+    """`transformers.Trainer` with `max_tokens=` token-budget training batches."""
+
+
+class TokenBudgetSeq2SeqTrainer(TokenBudgetTrainerMixin, Seq2SeqTrainer):
+    """`transformers.Seq2SeqTrainer` with `max_tokens=` token-budget training batches."""
+
+
+# --------------------------------------------------------------------------------------------------
+# LM packing
+
+
+def pack_lm_blocks(dataset, block_size: int, *, eos_token_id: int, drop_remainder: bool = True,
+                   with_labels: bool = True):
+    """Concatenate documents' `input_ids` with EOS between them and cut `block_size`-token blocks.
+
+    Each document gets EOS appended unless it already ends with it. With `drop_remainder` the last
+    partial block is dropped (logged with its token count); otherwise it is kept, shorter.
+    """
+    if isinstance(dataset, datasets.DatasetDict):
+        return datasets.DatasetDict({split: pack_lm_blocks(ds, block_size, eos_token_id=eos_token_id,
+                                                           drop_remainder=drop_remainder, with_labels=with_labels)
+                                     for split, ds in dataset.items()})
+    if block_size < 2:
+        raise ValueError("block_size must be at least 2")
+    column = dataset.with_format("arrow")["input_ids"].combine_chunks()
+    offsets = column.offsets.to_numpy()
+    values = pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(np.int32)
+    offsets = offsets - offsets[0]
+    ends = offsets[1:]
+    nonempty = ends > offsets[:-1]
+    needs_eos = np.ones(len(ends), dtype=bool)
+    needs_eos[nonempty] = values[ends[nonempty] - 1] != eos_token_id
+    stream = np.insert(values, ends[needs_eos], eos_token_id) if needs_eos.any() else values
+    blocks = len(stream) // block_size
+    rest = len(stream) - blocks * block_size
+    keep_rest = bool(rest) and not drop_remainder
+    if rest and drop_remainder:
+        logger.info("pack_lm_blocks: dropped the last %d of %d tokens (a partial block)", rest, len(stream))
+    if blocks == 0 and not keep_rest:
+        raise DataError(f"only {len(stream)} tokens in the dataset, fewer than block_size={block_size}; "
+                        "lower block_size or add text.")
+    bounds = list(range(0, blocks * block_size + 1, block_size)) + ([len(stream)] if keep_rest else [])
+    used = len(stream) if keep_rest else blocks * block_size
+    ids = pa.ListArray.from_arrays(pa.array(bounds, pa.int32()), pa.array(stream[:used], pa.int32()))
+    columns = {"input_ids": ids, "labels": ids} if with_labels else {"input_ids": ids}
+    return datasets.Dataset(InMemoryTable(pa.table(columns)))
