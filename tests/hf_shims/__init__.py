@@ -1,0 +1,1 @@
+"""Package root of the extracted transformers common tests (`hf_tests`); this file is ours."""
