@@ -148,6 +148,8 @@ def check_tokenizer_matches_model(tokenizer: PreTrainedTokenizerBase, config) ->
         )
     for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
         ours, theirs = getattr(tokenizer, name, None), getattr(config, name, None)
+        if isinstance(theirs, (list, tuple)) and ours in theirs:  # several EOS ids allowed
+            continue
         if ours is not None and theirs is not None and ours != theirs:
             raise DataError(f"tokenizer {name}={ours} but model config {name}={theirs}; set "
                             f"config.{name}={ours} or use a matching tokenizer.")
