@@ -1,0 +1,74 @@
+"""The run settings that are ours (not `TrainingArguments`), as dataclasses for `HfArgumentParser`.
+
+Field names follow the Hugging Face example scripts (`run_translation.py`, `run_clm.py`) where one exists,
+so a command line written for those scripts mostly works here. Every field is a flag (`--name value`)
+and a key of the run's YAML file.
+"""
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Local folder or Hub id of a pretrained checkpoint to fine-tune; unset = train from scratch."},
+    )
+    preset: str = field(default="vaswani-small", metadata={"help": "BigModelConfig preset used from scratch."})
+    config_overrides: str | None = field(
+        default=None,
+        metadata={"help": "BigModelConfig fields over the preset, 'd_model=128,encoder_layers=2' (or a YAML mapping)."},
+    )
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "Tokenizer folder or Hub id; unset = the checkpoint's, or train one."}
+    )
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow code shipped with the checkpoint."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Where Hub downloads are stored."})
+
+
+@dataclass
+class TokenizerArguments:
+    vocab_size: int = field(default=8000, metadata={"help": "Vocabulary size of a tokenizer trained from scratch."})
+    tokenizer_type: str = field(default="bpe", metadata={"help": "Subword model trained from scratch: bpe or unigram."})
+    tokenizer_min_frequency: int = field(default=2, metadata={"help": "Minimum count of a merge when training it."})
+
+
+@dataclass
+class TranslationDataArguments:
+    dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset name, or a local file/folder."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of the Hub dataset."})
+    train_file: str | None = field(default=None, metadata={"help": "Training pairs (.jsonl, .tsv, .csv, .parquet)."})
+    validation_file: str | None = field(default=None, metadata={"help": "Validation pairs."})
+    test_file: str | None = field(default=None, metadata={"help": "Test pairs."})
+    source_lang: str = field(default="en", metadata={"help": "Source language code."})
+    target_lang: str = field(default="es", metadata={"help": "Target language code."})
+    source_prefix: str | None = field(default=None, metadata={"help": "Text put before every source (T5 style)."})
+    max_source_length: int = field(default=128, metadata={"help": "Source tokens kept per example."})
+    max_target_length: int = field(default=128, metadata={"help": "Target tokens kept per example."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Cap on training pairs (debugging)."})
+    max_eval_samples: int | None = field(
+        default=500, metadata={"help": "Validation pairs decoded at each evaluation during training (length-sorted)."}
+    )
+    max_predict_samples: int | None = field(default=None, metadata={"help": "Cap on pairs in the final evaluation."})
+    num_beams: int = field(default=4, metadata={"help": "Beam size of the final validation/test decoding."})
+    length_penalty: float = field(default=1.0, metadata={"help": "Length penalty of the final beam search."})
+    max_tokens: int | None = field(
+        default=None,
+        metadata={"help": "Token budget per training batch per device (replaces per_device_train_batch_size)."},
+    )
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+
+
+@dataclass
+class RunArguments:
+    early_stopping_patience: int = field(
+        default=0, metadata={"help": "Stop after this many evaluations without improvement; 0 = never."}
+    )
+    early_stopping_threshold: float = field(default=0.0, metadata={"help": "Smallest change that counts."})
+    average_last_checkpoints: int = field(
+        default=0, metadata={"help": "Average the weights of the last N checkpoints at the end; 0 = off."}
+    )
+    num_sample_outputs: int = field(
+        default=4, metadata={"help": "Sample translations/generations logged at each evaluation."}
+    )
+    plot: bool = field(default=True, metadata={"help": "Write a PNG of loss and metric curves to the output dir."})

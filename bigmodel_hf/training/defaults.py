@@ -1,0 +1,71 @@
+"""Our defaults over transformers', per recipe: what a run gets when neither YAML nor flags say otherwise.
+
+transformers 5 logs nowhere by default (`report_to="none"`), never evaluates, and keeps every
+checkpoint; a training recipe wants the opposite. Values here are flag names, like a YAML run file.
+"""
+
+import os
+
+import torch
+
+# Shared by both recipes.
+COMMON_DEFAULTS = {
+    "report_to": ["tensorboard"],
+    "logging_steps": 50,
+    "logging_first_step": True,
+    "eval_strategy": "steps",
+    "eval_steps": 500,
+    "save_strategy": "steps",
+    "save_steps": 500,
+    "save_total_limit": 5,
+    "load_best_model_at_end": True,
+    "warmup_steps": 0.05,  # a float below 1 is a fraction of all steps in transformers 5
+    "max_grad_norm": 1.0,
+    "weight_decay": 0.01,
+    "adam_beta2": 0.98,
+    "per_device_eval_batch_size": 64,
+    "num_train_epochs": 10,
+    "dataloader_num_workers": 0,
+    "seed": 42,
+}
+
+TRANSLATION_DEFAULTS = {
+    **COMMON_DEFAULTS,
+    "output_dir": "outputs/translate",
+    "lr_scheduler_type": "inverse_sqrt",
+    "learning_rate": 7e-4,
+    "label_smoothing_factor": 0.1,
+    "per_device_train_batch_size": 32,
+    "predict_with_generate": True,
+    "generation_num_beams": 1,  # greedy during training; the final evaluation uses num_beams
+    "generation_max_length": 128,
+    "metric_for_best_model": "bleu",
+    "greater_is_better": True,
+}
+
+LM_DEFAULTS = {
+    **COMMON_DEFAULTS,
+    "output_dir": "outputs/generate_text",
+    "lr_scheduler_type": "cosine",
+    "learning_rate": 6e-4,
+    "weight_decay": 0.1,
+    "adam_beta2": 0.95,
+    "per_device_train_batch_size": 16,
+    "metric_for_best_model": "perplexity",
+    "greater_is_better": False,
+}
+
+
+def launched_on_cpu_processes() -> bool:
+    """True when a launcher started several processes but there is no GPU to give them.
+
+    torchrun / `accelerate launch --multi_gpu` then start N processes, but Accelerate only joins them
+    (gloo backend, gradients all-reduced) when told it runs on CPU; otherwise each process trains alone.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    return world_size > 1 and not torch.cuda.is_available()
+
+
+def environment_defaults() -> dict:
+    """Defaults that depend on how the process was launched."""
+    return {"use_cpu": True} if launched_on_cpu_processes() else {}
