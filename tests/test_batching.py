@@ -168,3 +168,54 @@ def test_trainer_uses_token_budget_batches(tmp_path, tokenizer):
         assert sorted(i for *_, idx in epoch for i in idx) == list(range(120))
     assert [idx for *_, idx in epochs[0]] != [idx for *_, idx in epochs[1]]  # reshuffled between epochs
     assert steps < 120 / 4  # bigger batches than the fixed per_device_train_batch_size would give
+
+
+DDP_SCRIPT = '''
+import json, sys
+import datasets, numpy as np, torch
+from transformers import TrainingArguments
+sys.path.insert(0, sys.argv[2])
+from bigmodel_hf.batching import TokenBudgetTrainer
+from test_batching import Recorder
+
+rng = np.random.default_rng(3)
+ds = datasets.Dataset.from_dict({"input_ids": [[5] * int(k) for k in rng.integers(1, 30, size=101)],
+                                 "labels": [[6] * int(k) for k in rng.integers(1, 30, size=101)],
+                                 "idx": list(range(101))})
+
+def collate(feats):
+    pad = lambda key, value: [f[key] + [value] * (max(len(g[key]) for g in feats) - len(f[key])) for f in feats]
+    return {"input_ids": torch.tensor(pad("input_ids", 0)), "labels": torch.tensor(pad("labels", -100)),
+            "idx": torch.tensor([f["idx"] for f in feats])}
+
+model = Recorder()
+args = TrainingArguments(output_dir=sys.argv[1], num_train_epochs=2, report_to="none", save_strategy="no",
+                         use_cpu=True, disable_tqdm=True, logging_strategy="no", learning_rate=0.0, seed=5)
+TokenBudgetTrainer(model=model, args=args, train_dataset=ds, data_collator=collate, max_tokens=128).train()
+with open(f"{sys.argv[1]}/rank{args.process_index}.json", "w") as out:
+    json.dump({"world": args.world_size, "seen": model.seen}, out)
+'''
+
+
+@pytest.mark.slow
+def test_trainer_token_budget_under_two_processes(tmp_path):
+    """A real 2-process (gloo, CPU) run: ranks see disjoint batches, same step count, all data each epoch."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script), str(tmp_path),
+           str(Path(__file__).parent)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [r["world"] for r in ranks] == [2, 2]
+    steps = len(ranks[0]["seen"]) // 2
+    assert len(ranks[1]["seen"]) == 2 * steps and steps > 0
+    for epoch in range(2):
+        seen = [i for r in ranks for *_, idx in r["seen"][epoch * steps : (epoch + 1) * steps] for i in idx]
+        assert sorted(seen) == list(range(101))  # disjoint across ranks, nothing lost to double sharding
+    assert all(s[0][0] * s[0][1] <= 128 and s[1][0] * s[1][1] <= 128 for r in ranks for s in r["seen"])
