@@ -366,6 +366,20 @@ class BigModelPreTrainedModel(PreTrainedModel):
     _can_compile_fullgraph = True
     _supports_attention_backend = True
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        # transformers records only the saving class in `auto_map`; add the trunk and the matching head so
+        # that `AutoModel` and the task Auto class both load the folder with `trust_remote_code=True`.
+        if self._auto_class is not None:
+            module = type(self).__module__.rsplit(".", 1)[-1]
+            head = ("AutoModelForSeq2SeqLM", "BigModelForSeq2SeqLM") if self.config.is_encoder_decoder else (
+                "AutoModelForCausalLM", "BigModelForCausalLM")
+            self.config.auto_map = {
+                **(getattr(self.config, "auto_map", None) or {}),
+                "AutoModel": f"{module}.BigModelModel",
+                head[0]: f"{module}.{head[1]}",
+            }
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
 
 class BigModelInputEmbedding(nn.Module):
     """Token embeddings -> (scaled) + absolute positions -> dropout; rotary tables when positions are RoPE.

@@ -1,0 +1,118 @@
+"""Convert Llama-family checkpoints (`LlamaForCausalLM`: Llama, SmolLM2, ...) into `BigModelForCausalLM`.
+
+The modern BigModel block is a Llama block: pre-norm RMSNorm, RoPE, SwiGLU, grouped-query attention with
+no biases. Only the module names differ, so conversion is a config mapping plus a key rename.
+
+    python -m bigmodel_hf.convert LLAMA_DIR OUTPUT_DIR
+"""
+
+import argparse
+import re
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+
+from .configuration_bigmodel import BigModelConfig
+from .modeling_bigmodel import BigModelForCausalLM
+
+# Llama parameter names -> ours (the rest, q/k/v/o_proj and gate/up/down_proj, are shared names).
+_KEY_RENAMES = [
+    (r"^model\.embed_tokens\.", "model.decoder.embed_tokens."),
+    (r"^model\.norm\.", "model.decoder.norm."),
+    (r"^model\.layers\.(\d+)\.input_layernorm\.", r"model.decoder.layers.\1.self_attn_norm."),
+    (r"^model\.layers\.(\d+)\.post_attention_layernorm\.", r"model.decoder.layers.\1.mlp_norm."),
+    (r"^model\.layers\.", "model.decoder.layers."),
+]
+
+
+def config_from_llama(llama_config) -> BigModelConfig:
+    if llama_config.hidden_act != "silu":
+        raise ValueError(f"Only SiLU-gated (SwiGLU) Llama MLPs convert; this one uses {llama_config.hidden_act!r}.")
+    if getattr(llama_config, "attention_bias", False) != getattr(llama_config, "mlp_bias", False):
+        raise ValueError("attention_bias and mlp_bias differ in this Llama config; BigModel expects them equal.")
+    return BigModelConfig(
+        is_encoder_decoder=False,
+        vocab_size=llama_config.vocab_size,
+        d_model=llama_config.hidden_size,
+        decoder_layers=llama_config.num_hidden_layers,
+        encoder_layers=0,
+        num_attention_heads=llama_config.num_attention_heads,
+        num_key_value_heads=llama_config.num_key_value_heads,
+        head_dim=getattr(llama_config, "head_dim", None) or llama_config.hidden_size // llama_config.num_attention_heads,
+        ffn_dim=llama_config.intermediate_size,
+        activation="swiglu",
+        norm_type="rmsnorm",
+        norm_position="pre",
+        norm_eps=llama_config.rms_norm_eps,
+        position_embedding="rope",
+        rope_parameters=dict(llama_config.rope_parameters),
+        max_position_embeddings=llama_config.max_position_embeddings,
+        scale_embedding=False,
+        attention_bias=getattr(llama_config, "attention_bias", False),
+        mlp_bias=getattr(llama_config, "mlp_bias", False),
+        dropout=0.0,
+        attention_dropout=float(getattr(llama_config, "attention_dropout", 0.0)),
+        initializer_range=llama_config.initializer_range,
+        tie_word_embeddings=bool(getattr(llama_config, "tie_word_embeddings", False)),
+        pad_token_id=llama_config.pad_token_id,
+        bos_token_id=llama_config.bos_token_id,
+        eos_token_id=llama_config.eos_token_id,
+    )
+
+
+def rename_llama_key(key: str) -> str:
+    for pattern, replacement in _KEY_RENAMES:
+        new_key, count = re.subn(pattern, replacement, key)
+        if count:
+            return new_key
+    return key
+
+
+def convert_llama_model(llama: PreTrainedModel) -> BigModelForCausalLM:
+    """A `BigModelForCausalLM` with the same weights (same dtype) and generation config as `llama`."""
+    config = config_from_llama(llama.config)
+    with torch.device("meta"):
+        model = BigModelForCausalLM(config)
+    state_dict = {rename_llama_key(k): v for k, v in llama.state_dict().items()}
+    if config.tie_word_embeddings:
+        state_dict.pop("lm_head.weight", None)
+    missing, unexpected = model.load_state_dict(state_dict, strict=False, assign=True)
+    missing = [k for k in missing if not (config.tie_word_embeddings and k == "lm_head.weight")]
+    if missing or unexpected:
+        raise ValueError(f"Llama -> BigModel key mismatch: missing {missing}, unexpected {unexpected}.")
+    model.tie_weights()
+    # Non-persistent buffers (rotary frequencies) are not in the state dict: build them on a real device.
+    device = next(llama.parameters()).device
+    for name, module in model.named_modules():
+        if hasattr(module, "inv_freq"):
+            fresh = type(module)(config).to(device)
+            module.inv_freq, module.original_inv_freq = fresh.inv_freq, fresh.original_inv_freq
+    model.generation_config = llama.generation_config
+    return model.eval()
+
+
+def convert_llama_checkpoint(source: str | Path, output_dir: str | Path, dtype: torch.dtype = torch.float32) -> Path:
+    """Load a Llama-family checkpoint folder (or Hub id), convert it, save model + tokenizer to `output_dir`."""
+    llama = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    if llama.config.model_type != "llama":
+        raise ValueError(f"{source} is a {llama.config.model_type!r} checkpoint; only Llama-family ones convert.")
+    model = convert_llama_model(llama)
+    output_dir = Path(output_dir)
+    model.save_pretrained(output_dir)
+    AutoTokenizer.from_pretrained(source).save_pretrained(output_dir)
+    return output_dir
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", help="Llama-family checkpoint folder or Hub id")
+    parser.add_argument("output_dir")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    args = parser.parse_args(argv)
+    out = convert_llama_checkpoint(args.source, args.output_dir, getattr(torch, args.dtype))
+    print(f"Converted {args.source} -> {out}")
+
+
+if __name__ == "__main__":
+    main()
