@@ -9,6 +9,7 @@ from transformers import TrainingArguments
 from bigmodel_hf.batching import (
     TokenBudgetBatchSampler,
     TokenBudgetTrainer,
+    column_lengths,
     example_lengths,
     make_lm_collator,
     make_seq2seq_collator,
@@ -48,6 +49,20 @@ def test_padding_fraction_far_below_fixed_size_batches(lengths):
     fixed = padding_stats(lengths, [order[i : i + 32] for i in range(0, len(order), 32)])
     assert budget["padding_fraction"] < 0.05 < 0.25 < fixed["padding_fraction"]
     assert budget["real_tokens"] == fixed["real_tokens"] == int(lengths.sum())
+
+
+def test_per_column_lengths_keep_the_budget_and_cut_side_padding(lengths):
+    rng = np.random.default_rng(2)
+    pairs = np.stack([lengths, np.clip(lengths + rng.integers(-8, 9, size=len(lengths)), 1, None)], axis=1)
+    two_d = TokenBudgetBatchSampler(pairs, 1024, seed=0).batches
+    one_d = TokenBudgetBatchSampler(pairs.max(axis=1), 1024, seed=0).batches
+    assert all(len(b) * pairs[b].max() <= 1024 for b in two_d)
+
+    def side_padding(batches):
+        real = sum(int(pairs[b].sum()) for b in batches)
+        return 1 - real / sum(len(b) * int(pairs[b].max(axis=0).sum()) for b in batches)
+
+    assert side_padding(two_d) < side_padding(one_d)
 
 
 def test_max_sentences_caps_batches(lengths):
@@ -114,6 +129,7 @@ def test_example_lengths_takes_the_longer_side():
     assert example_lengths(ds).tolist() == [3, 4]
     assert example_lengths(ds, pad_to_multiple_of=8).tolist() == [8, 8]
     assert example_lengths(ds.select([1])).tolist() == [4]  # follows the indices mapping
+    assert column_lengths(ds).tolist() == [[3, 1], [1, 4]]
 
 
 def test_pack_lm_blocks_inserts_eos_between_documents():
