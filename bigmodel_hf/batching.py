@@ -30,7 +30,6 @@ pack_lm_blocks(dataset, block_size, *, eos_token_id, drop_remainder=True, with_l
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from functools import partial
 
