@@ -96,7 +96,8 @@ def test_tokenizer_model_mismatch_is_reported(pairs):
     tok = train_translation_tokenizer(pairs, vocab_size=120)
     check_tokenizer_matches_model(tok, BigModelConfig(vocab_size=len(tok)))
     check_tokenizer_matches_model(tok, BigModelConfig(vocab_size=len(tok) + 8))  # spare rows are fine
-    with pytest.raises(DataError, match=rf"has {len(tok)} tokens but the model's vocab_size is 50.*vocab_size={len(tok)}"):
+    too_small = rf"has {len(tok)} tokens but the model's vocab_size is 50.*vocab_size={len(tok)}"
+    with pytest.raises(DataError, match=too_small):
         check_tokenizer_matches_model(tok, BigModelConfig(vocab_size=50))
     with pytest.raises(DataError, match="pad_token_id=0 but model config pad_token_id=5"):
         check_tokenizer_matches_model(tok, BigModelConfig(vocab_size=len(tok), pad_token_id=5))

@@ -148,7 +148,8 @@ def _resolve_local(spec, pair_suffixes, formats, pairs: bool) -> dict | None:
 def _resolve_one(item, pair_suffixes, pairs: bool, strict: bool):
     if isinstance(item, (tuple, list)):
         if not pairs or len(item) != 2:
-            raise DataError(f"{item!r}: expected one file" + (" or a (source, target) pair of files." if pairs else "."))
+            wanted = "one file or a (source, target) pair of files" if pairs else "one file"
+            raise DataError(f"{item!r}: expected {wanted}.")
         for part in item:
             if not Path(part).expanduser().is_file():
                 raise MissingDataFileError(f"{part}: no such file (part of the aligned pair {tuple(map(str, item))}).")
