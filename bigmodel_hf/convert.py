@@ -3,10 +3,9 @@
 The modern BigModel block is a Llama block: pre-norm RMSNorm, RoPE, SwiGLU, grouped-query attention with
 no biases. Only the module names differ, so conversion is a config mapping plus a key rename.
 
-    python -m bigmodel_hf.convert LLAMA_DIR OUTPUT_DIR
+    bigmodel-hf convert-llama LLAMA_DIR OUTPUT_DIR
 """
 
-import argparse
 import re
 from pathlib import Path
 
@@ -102,17 +101,3 @@ def convert_llama_checkpoint(source: str | Path, output_dir: str | Path, dtype: 
     model.save_pretrained(output_dir)
     AutoTokenizer.from_pretrained(source).save_pretrained(output_dir)
     return output_dir
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", help="Llama-family checkpoint folder or Hub id")
-    parser.add_argument("output_dir")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    args = parser.parse_args(argv)
-    out = convert_llama_checkpoint(args.source, args.output_dir, getattr(torch, args.dtype))
-    print(f"Converted {args.source} -> {out}")
-
-
-if __name__ == "__main__":
-    main()

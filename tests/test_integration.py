@@ -132,3 +132,15 @@ def test_conversion_refuses_non_swiglu_llama():
     llama.config.hidden_act = "gelu"
     with pytest.raises(ValueError, match="SwiGLU"):
         convert_llama_model(llama)
+
+
+def test_cli_converts_and_reports_bad_sources(tmp_path, capsys):
+    from bigmodel_hf.cli import main
+
+    tiny_llama(False).save_pretrained(tmp_path / "llama")
+    word_tokenizer().save_pretrained(tmp_path / "llama")
+    main(["convert-llama", str(tmp_path / "llama"), str(tmp_path / "out")])
+    assert "Converted" in capsys.readouterr().out
+    assert BigModelForCausalLM.from_pretrained(tmp_path / "out").config.tie_word_embeddings is False
+    with pytest.raises(SystemExit, match="convert-llama"):
+        main(["convert-llama", str(tmp_path / "missing"), str(tmp_path / "out2")])
