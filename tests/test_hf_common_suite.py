@@ -13,6 +13,7 @@ import torch
 
 from bigmodel_hf import BigModelConfig, BigModelForCausalLM, BigModelForSeq2SeqLM, BigModelModel
 from fetch_transformers_tests import SUITE_DIR
+from tiny_models import MODERN
 
 if not (SUITE_DIR / "hf_tests" / "test_modeling_common.py").exists():
     pytest.skip(
@@ -114,19 +115,13 @@ class BigModelSeq2SeqModernTest(_BigModelSuite, unittest.TestCase):
 
     is_encoder_decoder = True
     all_model_classes = (BigModelModel, BigModelForSeq2SeqLM)
-    overrides = dict(
-        norm_type="rmsnorm", norm_position="pre", position_embedding="rope", activation="swiglu",
-        num_key_value_heads=2, attention_bias=False, mlp_bias=False, scale_embedding=False,
-    )
+    overrides = MODERN
 
 
 class BigModelCausalLMTest(_BigModelSuite, unittest.TestCase):
     is_encoder_decoder = False
     all_model_classes = (BigModelModel, BigModelForCausalLM)
-    overrides = dict(
-        norm_type="rmsnorm", norm_position="pre", position_embedding="rope", activation="swiglu",
-        num_key_value_heads=2, attention_bias=False, mlp_bias=False, scale_embedding=False,
-    )
+    overrides = MODERN
 
 
 @skip_rope_scaling_tests(NO_ROPE)
