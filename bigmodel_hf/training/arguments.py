@@ -45,6 +45,9 @@ class TranslationDataArguments:
     source_prefix: str | None = field(default=None, metadata={"help": "Text put before every source (T5 style)."})
     max_source_length: int = field(default=128, metadata={"help": "Source tokens kept per example."})
     max_target_length: int = field(default=128, metadata={"help": "Target tokens kept per example."})
+    clean_data: bool = field(
+        default=True, metadata={"help": "Drop bad, duplicate and eval-overlapping training pairs (report in output dir)."}
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "Cap on training pairs (debugging)."})
     max_eval_samples: int | None = field(
         default=500, metadata={"help": "Validation pairs decoded at each evaluation during training (length-sorted)."}

@@ -85,3 +85,23 @@ def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> No
     untied = [name for name in result.missing_keys if state[name].data_ptr() not in loaded_storages]
     if untied:
         raise ValueError(f"Model weights missing from the averaged checkpoint: {untied[:5]}")
+
+
+RESUME_LAST = {"last", "auto", "true", "yes"}
+
+
+def resolve_resume_checkpoint(value: str | bool | None, output_dir: str | Path) -> str | None:
+    """`--resume_from_checkpoint` -> a checkpoint folder or None.
+
+    "last" (also "auto", "true") picks the newest `checkpoint-<step>` in `output_dir`, or starts fresh
+    when there is none, so one command both starts and continues an interrupted run. A path must exist.
+    """
+    if value is None or value is False or str(value).lower() in {"", "none", "false", "no"}:
+        return None
+    if value is True or str(value).lower() in RESUME_LAST:
+        checkpoints = list_checkpoints(output_dir)
+        return str(checkpoints[-1]) if checkpoints else None
+    if not Path(value).is_dir():
+        raise FileNotFoundError(f"resume_from_checkpoint={value!r} is not a checkpoint folder; use 'last' to pick "
+                                f"the newest checkpoint in {output_dir}.")
+    return str(value)

@@ -8,6 +8,7 @@
       eval_results.json                          {"validation": {...}, "test": {...}} per split
       translations/test.<lang>                   one output line per test input (generations/ for LMs)
       samples.jsonl                              sample outputs logged at each evaluation
+      run_info.json                              processes, device, versions, wall-clock
       training_curves.png                        loss and metric curves
       runs/                                      TensorBoard events
       checkpoint-<step>/                         Trainer checkpoints (not part of what is shared)
@@ -45,6 +46,10 @@ class OutputLayout:
         return self.root / "samples.jsonl"
 
     @property
+    def run_info(self) -> Path:
+        return self.root / "run_info.json"
+
+    @property
     def tensorboard(self) -> Path:
         return self.root / "runs"
 
@@ -58,6 +63,11 @@ class OutputLayout:
         header = f"# Resolved run configuration (transformers {transformers.__version__}).\n"
         self.run_config.write_text(header + yaml.safe_dump(values, sort_keys=True, allow_unicode=True), "utf-8")
         return self.run_config
+
+    def write_run_info(self, info: dict) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.run_info.write_text(json.dumps(info, indent=2) + "\n", "utf-8")
+        return self.run_info
 
     def read_eval_results(self) -> dict:
         return json.loads(self.eval_results.read_text("utf-8")) if self.eval_results.is_file() else {}

@@ -1,0 +1,228 @@
+"""The translation run: data -> tokenizer -> model -> Seq2SeqTrainer -> final beam-search evaluation.
+
+`recipes/translate.py` only calls `parse_translation_config` and `run_translation`. Every step is a
+function of the parsed arguments, so tests and other entry points can reuse them one by one.
+"""
+
+import logging
+import time
+from pathlib import Path
+
+from transformers import AutoModelForSeq2SeqLM, Seq2SeqTrainingArguments, set_seed
+
+from ..batching import make_seq2seq_collator
+from ..configuration_bigmodel import BigModelConfig
+from ..data import clean_translation_dataset, load_translation_dataset
+from ..metrics import corpus_translation_scores
+from ..modeling_bigmodel import BigModelForSeq2SeqLM
+from ..tokenization import (
+    check_tokenizer_matches_model,
+    load_pretrained_tokenizer,
+    tokenize_translation_dataset,
+    train_translation_tokenizer,
+)
+from ..toy_data import write_toy_translation_corpus
+from .arguments import ModelArguments, RunArguments, TokenizerArguments, TranslationDataArguments
+from .callbacks import build_callbacks
+from .checkpoints import average_last_checkpoints, list_checkpoints, load_weights, resolve_resume_checkpoint
+from .config import RunConfig, parse_run_config
+from .defaults import TRANSLATION_DEFAULTS
+from .evaluation import TranslationMetrics, length_sorted_subset
+from .generation import translate_texts
+from .output import OutputLayout, strip_metric_prefix
+from .run_info import describe_run
+from .trainers import TranslationTrainer
+from .validation import ConfigError
+
+logger = logging.getLogger(__name__)
+
+TRANSLATION_ARGUMENT_TYPES = (
+    ModelArguments, TokenizerArguments, TranslationDataArguments, RunArguments, Seq2SeqTrainingArguments,
+)
+TOY_DATASET = "toy_en_es"  # `--dataset_name toy_en_es`: the synthetic corpus of `bigmodel_hf.toy_data`
+
+
+def parse_translation_config(argv=None, default_config=None) -> RunConfig:
+    return parse_run_config(TRANSLATION_ARGUMENT_TYPES, argv, TRANSLATION_DEFAULTS, default_config)
+
+
+def parse_config_overrides(overrides) -> dict:
+    """`"d_model=128,encoder_layers=2"` (values read as YAML scalars) or a mapping -> dict."""
+    import yaml
+
+    if not overrides:
+        return {}
+    if isinstance(overrides, dict):
+        return dict(overrides)
+    pairs = [item.split("=", 1) for item in str(overrides).split(",") if item.strip()]
+    if any(len(pair) != 2 for pair in pairs):
+        raise ConfigError(f"config_overrides must look like 'd_model=128,encoder_layers=2', got {overrides!r}.")
+    return {key.strip(): yaml.safe_load(value) for key, value in pairs}
+
+
+def load_parallel_data(data: TranslationDataArguments, output_dir: str, seed: int):
+    """Raw `source`/`target` pairs with train/validation/test splits, cleaned (report in the output dir)."""
+    if data.dataset_name and data.train_file:
+        raise ConfigError("Give either --dataset_name or --train_file (with --validation_file/--test_file), not both.")
+    if data.dataset_name == TOY_DATASET:
+        files = write_toy_translation_corpus(Path(output_dir) / "data", seed=seed)
+        spec = {split: str(path) for split, path in files.items()}
+    elif data.train_file:
+        spec = {"train": data.train_file, "validation": data.validation_file, "test": data.test_file}
+        spec = {split: path for split, path in spec.items() if path}
+    elif data.dataset_name:
+        spec = data.dataset_name
+    else:
+        raise ConfigError(f"Give --dataset_name (a Hub name, a local file or folder, or {TOY_DATASET!r}) or --train_file.")
+    raw = load_translation_dataset(
+        spec, src_lang=data.source_lang, tgt_lang=data.target_lang, config_name=data.dataset_config_name,
+        validation_size=0.02, seed=seed,
+    )
+    if data.max_train_samples is not None:
+        raw["train"] = raw["train"].select(range(min(data.max_train_samples, len(raw["train"]))))
+    if data.clean_data:
+        raw, _report = clean_translation_dataset(raw, report_dir=output_dir)
+    if data.source_prefix:
+        raw = raw.map(lambda row: {"source": data.source_prefix + row["source"]})
+    return raw
+
+
+def build_tokenizer(model_args: ModelArguments, tok_args: TokenizerArguments, raw, training_args, resuming: bool):
+    """The checkpoint's (or `tokenizer_name`'s) tokenizer, or one trained on the training split.
+
+    Trained once, by the main process, into `<output_dir>/tokenizer`; the other processes load that copy.
+    """
+    name = model_args.tokenizer_name or model_args.model_name_or_path
+    if name:
+        return load_pretrained_tokenizer(name, trust_remote_code=model_args.trust_remote_code)
+    saved = Path(training_args.output_dir) / "tokenizer"
+    with training_args.main_process_first(desc="training the tokenizer"):
+        if (saved / "tokenizer.json").is_file() and (resuming or not training_args.should_save):
+            return load_pretrained_tokenizer(saved)
+        return train_translation_tokenizer(
+            raw["train"], vocab_size=tok_args.vocab_size, model_type=tok_args.tokenizer_type,
+            min_frequency=tok_args.tokenizer_min_frequency, save_dir=saved,
+        )
+
+
+def build_model(model_args: ModelArguments, tokenizer):
+    """A pretrained seq2seq checkpoint (ours or stock), or a new BigModel from a preset sized to the tokenizer."""
+    if model_args.model_name_or_path:
+        return AutoModelForSeq2SeqLM.from_pretrained(
+            model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code, cache_dir=model_args.cache_dir
+        )
+    config = BigModelConfig.from_preset(
+        model_args.preset,
+        **{
+            "vocab_size": len(tokenizer),
+            "pad_token_id": tokenizer.pad_token_id,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            **parse_config_overrides(model_args.config_overrides),
+        },
+    )
+    model = BigModelForSeq2SeqLM(config)
+    check_tokenizer_matches_model(tokenizer, model.config)
+    return model
+
+
+def capped(dataset, max_samples):
+    return dataset if max_samples is None else dataset.select(range(min(max_samples, len(dataset))))
+
+
+def run_translation(run_config: RunConfig) -> dict:
+    """Train and evaluate; returns the `eval_results.json` content. Writes the output directory layout."""
+    started = time.perf_counter()
+    model_args, tok_args, data, run, args = run_config
+    set_seed(args.seed)
+    layout = OutputLayout(args.output_dir)
+    if args.should_save:
+        layout.write_run_config(run_config.resolved())
+    resume = resolve_resume_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    if resume is None and list_checkpoints(args.output_dir):
+        logger.warning("%s already holds checkpoints; they may be overwritten. Pass --resume_from_checkpoint last "
+                       "to continue that run instead.", args.output_dir)
+
+    with args.main_process_first(desc="loading data"):
+        raw = load_parallel_data(data, args.output_dir, args.seed)
+    tokenizer = build_tokenizer(model_args, tok_args, raw, args, resuming=resume is not None)
+    model = build_model(model_args, tokenizer)
+    tokenized = tokenize_translation_dataset(
+        raw, tokenizer, max_source_length=data.max_source_length, max_target_length=data.max_target_length,
+        num_proc=data.preprocessing_num_workers,
+    )
+    if args.generation_max_length:  # also the width Seq2SeqTrainer pads generated ids to
+        model.generation_config.max_length = args.generation_max_length
+    metrics = TranslationMetrics(tokenizer)
+    validation_subset = length_sorted_subset(tokenized["validation"], data.max_eval_samples)
+
+    def generate_samples(model, texts):
+        return translate_texts(model, tokenizer, texts, max_new_tokens=args.generation_max_length or 128)
+
+    trainer = TranslationTrainer(
+        model=model, args=args, train_dataset=tokenized["train"], eval_dataset=validation_subset,
+        data_collator=make_seq2seq_collator(tokenizer, model), processing_class=tokenizer,
+        compute_metrics=metrics, max_tokens=data.max_tokens,
+        callbacks=build_callbacks(run, args, generate_samples, raw["validation"]["source"], raw["validation"]["target"]),
+    )
+    train_output = trainer.train(resume_from_checkpoint=resume)
+
+    results = {}
+    if run.average_last_checkpoints > 1:
+        results["checkpoint_averaging"] = keep_better_of_best_and_average(trainer, run.average_last_checkpoints)
+
+    # The final decoding settings become the model's defaults, saved in generation_config.json.
+    gen = model.generation_config
+    gen.num_beams, gen.length_penalty = data.num_beams, data.length_penalty
+    gen.max_length = args.generation_max_length or data.max_target_length + 1
+    trainer.save_model()
+    for split in ("validation", "test"):
+        if split in tokenized:
+            results[split] = evaluate_split(trainer, metrics, raw[split], tokenized[split], split, data, layout)
+    if trainer.is_world_process_zero():
+        for split in ("validation", "test"):
+            if split in results:
+                layout.update_eval_results(split, results[split])
+        if "checkpoint_averaging" in results:
+            layout.update_eval_results("checkpoint_averaging", results["checkpoint_averaging"])
+        layout.write_run_info(describe_run(trainer, train_output, time.perf_counter() - started))
+    return results
+
+
+def evaluate_split(trainer, metrics: TranslationMetrics, raw_split, tokenized_split, split, data, layout) -> dict:
+    """Beam-search decode a split (all processes), score it, write its translations (main process)."""
+    raw_split, tokenized_split = capped(raw_split, data.max_predict_samples), capped(tokenized_split, data.max_predict_samples)
+    output = trainer.predict(
+        tokenized_split, metric_key_prefix=split, num_beams=data.num_beams, length_penalty=data.length_penalty,
+        max_length=trainer.model.generation_config.max_length,
+    )
+    scores = strip_metric_prefix(output.metrics, split)
+    copy_baseline = corpus_translation_scores(list(raw_split["source"]), list(raw_split["target"]))["bleu"]
+    result = {
+        "bleu": scores["bleu"], "chrf": scores["chrf"],
+        "bleu_signature": metrics.signatures["bleu"], "chrf_signature": metrics.signatures["chrf"],
+        "gen_len": scores["gen_len"], "loss": scores.get("loss"), "num_samples": len(tokenized_split),
+        "num_beams": data.num_beams, "length_penalty": data.length_penalty,
+        "copy_source_bleu": copy_baseline,
+    }
+    if trainer.is_world_process_zero():
+        layout.write_predictions(split, data.target_lang, metrics.predictions)
+        print(f"\n{split}: BLEU {result['bleu']:.2f}, chrF {result['chrf']:.2f} "
+              f"(copying the source: BLEU {copy_baseline:.2f}) on {len(tokenized_split)} pairs, beam {data.num_beams}")
+        for source, hypothesis, reference in list(zip(raw_split["source"], metrics.predictions, raw_split["target"]))[:5]:
+            print(f"  > {source}\n  = {hypothesis}\n  ~ {reference}")
+    return result
+
+
+def keep_better_of_best_and_average(trainer, n: int) -> dict:
+    """Average the last `n` checkpoints; keep the average if its validation BLEU is at least the best's."""
+    weights, used = average_last_checkpoints(trainer.args.output_dir, n)
+    model = trainer.model
+    current = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+    before = trainer.evaluate()["eval_bleu"]
+    load_weights(model, weights)
+    after = trainer.evaluate(metric_key_prefix="eval_averaged")["eval_averaged_bleu"]
+    if after < before:
+        model.load_state_dict(current)
+    return {"checkpoints": [p.name for p in used], "bleu_before": before, "bleu_averaged": after,
+            "kept": "averaged" if after >= before else "best"}

@@ -1,0 +1,40 @@
+"""Run `recipes/translate.py` under a launcher with one extra callback that records, per rank, the first
+training batch and a checksum of the final weights (rank 0 writes `<output_dir>/sync_probe.json`).
+
+Used by tests/test_translate_recipe.py to show that 2 launched processes really train as one job:
+different data on each rank, identical weights at the end (gradients were all-reduced).
+"""
+
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from transformers import TrainerCallback
+
+import bigmodel_hf.training.translation as translation
+
+
+class SyncProbe(TrainerCallback):
+    def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
+        self.first_batch = [int(i) for i in next(iter(train_dataloader.batch_sampler))]
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        checksum = float(sum(p.detach().double().sum() for p in model.parameters()))
+        mine = {"first_batch": self.first_batch, "checksum": checksum}
+        ranks = [None] * dist.get_world_size() if dist.is_initialized() else [mine]
+        if dist.is_initialized():
+            dist.all_gather_object(ranks, mine)
+        if state.is_world_process_zero:
+            Path(args.output_dir, "sync_probe.json").write_text(json.dumps({"ranks": ranks}))
+
+
+build_callbacks = translation.build_callbacks
+translation.build_callbacks = lambda *a, **k: build_callbacks(*a, **k) + [SyncProbe()]
+
+if __name__ == "__main__":
+    torch.manual_seed(0)
+    sys.argv = [str(Path(__file__).resolve().parents[1] / "recipes" / "translate.py")] + sys.argv[1:]
+    runpy.run_path(sys.argv[0], run_name="__main__")

@@ -1,0 +1,176 @@
+"""recipes/translate.py end to end on a tiny corpus: overfit, output layout, reload, resume, fine-tuning
+ours and a stock Marian checkpoint, config errors, and the 2-process run with exact metrics."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sacrebleu
+import yaml
+from transformers import AutoModelForSeq2SeqLM, MarianConfig, MarianMTModel
+
+from bigmodel_hf.tokenization import train_translation_tokenizer
+from bigmodel_hf.toy_data import toy_translation_pairs
+from bigmodel_hf.training.generation import translate_texts
+from bigmodel_hf.training.translation import parse_translation_config, run_translation
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "recipes" / "translate.py"
+TINY_MODEL = "d_model=64,ffn_dim=128,encoder_layers=1,decoder_layers=1,num_attention_heads=2,dropout=0.0"
+
+
+def flags(**values) -> list[str]:
+    return [item for key, value in values.items() for item in (f"--{key}", str(value))]
+
+
+def tiny_run(corpus: Path, output_dir: Path, **overrides) -> list[str]:
+    """A run that overfits the tiny corpus in seconds; train, validation and test are the same pairs."""
+    settings = dict(
+        train_file=corpus, validation_file=corpus, test_file=corpus, clean_data="false", output_dir=output_dir,
+        config_overrides=TINY_MODEL, vocab_size=200, tokenizer_min_frequency=1, max_steps=120, warmup_steps=10,
+        learning_rate=5e-3, label_smoothing_factor=0.0, per_device_train_batch_size=12, eval_steps=60,
+        save_steps=60, num_beams=2, generation_max_length=32, num_sample_outputs=2, seed=0,
+    )
+    return flags(**{**settings, **overrides})
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("corpus") / "tiny.jsonl"
+    rows = toy_translation_pairs(24, seed=3)
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), "utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(corpus, tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("run")
+    results = run_translation(parse_translation_config(tiny_run(corpus, output_dir)))
+    return output_dir, results
+
+
+def test_overfits_a_tiny_corpus(trained):
+    _, results = trained
+    test = results["test"]
+    assert test["bleu"] >= 30, test
+    assert test["bleu"] > test["copy_source_bleu"] + 25
+    assert test["bleu_signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
+    assert test["num_samples"] == 24 and test["num_beams"] == 2
+
+
+def test_output_directory_layout(trained):
+    output_dir, results = trained
+    config = json.loads((output_dir / "config.json").read_text())
+    assert config["auto_map"]["AutoModelForSeq2SeqLM"].endswith("BigModelForSeq2SeqLM")
+    for name in ["model.safetensors", "modeling_bigmodel.py", "configuration_bigmodel.py", "tokenizer.json",
+                 "training_curves.png", "run_info.json", "cleaning_report.json"]:
+        assert (output_dir / name).is_file(), name
+    generation = json.loads((output_dir / "generation_config.json").read_text())
+    assert generation["num_beams"] == 2 and generation["max_length"] == 32
+    assert json.loads((output_dir / "eval_results.json").read_text()) == json.loads(json.dumps(results))
+    assert len((output_dir / "translations" / "test.es").read_text("utf-8").splitlines()) == 24
+    assert list((output_dir / "runs").rglob("events.out.tfevents*")), "TensorBoard is on by default"
+    samples = [json.loads(line) for line in (output_dir / "samples.jsonl").read_text("utf-8").splitlines()]
+    assert {row["step"] for row in samples} == {60, 120} and all(row["output"] for row in samples)
+    resolved = yaml.safe_load((output_dir / "run_config.yaml").read_text())
+    assert resolved["max_steps"] == 120 and resolved["config_overrides"] == TINY_MODEL
+    assert json.loads((output_dir / "run_info.json").read_text())["num_processes"] == 1
+
+
+def test_saved_model_reloads_and_reproduces_the_test_translations(trained, corpus):
+    output_dir, _ = trained
+    from transformers import AutoTokenizer
+
+    model = AutoModelForSeq2SeqLM.from_pretrained(output_dir)
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    sources = [json.loads(line)["en"] for line in corpus.read_text("utf-8").splitlines()]
+    again = translate_texts(model, tokenizer, sources, num_beams=2, max_new_tokens=31)
+    assert again == (output_dir / "translations" / "test.es").read_text("utf-8").splitlines()
+
+
+def test_resume_continues_from_the_last_checkpoint(corpus, tmp_path):
+    quick = dict(eval_strategy="no", load_best_model_at_end="false", save_steps=10, num_beams=1,
+                 max_predict_samples=4, report_to="none", num_sample_outputs=0)
+    run_translation(parse_translation_config(tiny_run(corpus, tmp_path, max_steps=20, **quick)))
+    first_state = json.loads((tmp_path / "checkpoint-20" / "trainer_state.json").read_text())
+    run_translation(parse_translation_config(
+        tiny_run(corpus, tmp_path, max_steps=30, resume_from_checkpoint="last", **quick)))
+    state = json.loads((tmp_path / "checkpoint-30" / "trainer_state.json").read_text())
+    assert state["global_step"] == 30
+    # the resumed run carries the first run's history instead of starting over
+    assert state["log_history"][0] == first_state["log_history"][0]
+
+
+def test_fine_tunes_our_pretrained_checkpoint(trained, corpus, tmp_path):
+    pretrained, _ = trained
+    results = run_translation(parse_translation_config(
+        tiny_run(corpus, tmp_path, model_name_or_path=pretrained, max_steps=10, learning_rate=1e-4, eval_steps=10,
+                 save_steps=10, report_to="none", num_sample_outputs=0)))
+    assert results["test"]["bleu"] >= 30  # starts from the overfit model and stays there
+    assert not (tmp_path / "tokenizer").exists()  # the checkpoint's tokenizer was used, not a new one
+
+
+def test_fine_tunes_a_stock_marian_checkpoint(corpus, tmp_path):
+    rows = [json.loads(line) for line in corpus.read_text("utf-8").splitlines()]
+    tokenizer = train_translation_tokenizer([r["en"] for r in rows] + [r["es"] for r in rows], vocab_size=150,
+                                            min_frequency=1)
+    config = MarianConfig(vocab_size=len(tokenizer), d_model=32, encoder_layers=1, decoder_layers=1,
+                          encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                          max_position_embeddings=64, pad_token_id=0, eos_token_id=2, decoder_start_token_id=0)
+    MarianMTModel(config).save_pretrained(tmp_path / "marian")
+    tokenizer.save_pretrained(tmp_path / "marian")
+    results = run_translation(parse_translation_config(
+        tiny_run(corpus, tmp_path / "out", model_name_or_path=tmp_path / "marian", max_steps=6, eval_steps=6,
+                 save_steps=6, report_to="none", num_sample_outputs=0)))
+    assert results["test"]["loss"] > 0 and 0 <= results["test"]["bleu"] <= 100
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["model_type"] == "marian"
+
+
+@pytest.mark.parametrize(
+    "argv, hint",
+    [(["--evaluation_strategy", "steps"], "use eval_strategy"),
+     (["--per_device_train_batch_size", "0"], "per_device_train_batch_size must be a positive")],
+)
+def test_config_errors_stop_the_recipe_at_start(argv, hint):
+    done = subprocess.run([sys.executable, str(RECIPE), *argv], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and hint in done.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_train_in_sync_and_score_like_one(corpus, tmp_path):
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch",
+        "--config_file", str(ROOT / "recipes" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port", str(free_port()),
+        str(ROOT / "tests" / "ddp_sync_probe.py"),
+        *tiny_run(corpus, tmp_path, max_steps=40, eval_steps=20, save_steps=20, per_device_train_batch_size=6,
+                  max_predict_samples=23, report_to="none", num_sample_outputs=0),
+    ]
+    env = {**os.environ, "ACCELERATE_USE_CPU": ""}  # the recipe must find out by itself
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    info = json.loads((tmp_path / "run_info.json").read_text())
+    assert info["num_processes"] == 2 and info["distributed_type"] == "MULTI_CPU"
+    ranks = json.loads((tmp_path / "sync_probe.json").read_text())["ranks"]
+    assert len(ranks) == 2 and ranks[0]["first_batch"] != ranks[1]["first_batch"]  # different data per rank
+    assert ranks[0]["checksum"] == ranks[1]["checksum"]  # same weights: gradients were all-reduced
+    # Metrics gathered across ranks = metrics of one process over the same 23 pairs (odd: not split evenly).
+    results = json.loads((tmp_path / "eval_results.json").read_text())["test"]
+    hypotheses = (tmp_path / "translations" / "test.es").read_text("utf-8").splitlines()
+    assert results["num_samples"] == 23 and len(hypotheses) == 23
+    from transformers import AutoTokenizer
+
+    rows = [json.loads(line) for line in corpus.read_text("utf-8").splitlines()][:23]
+    model, tokenizer = AutoModelForSeq2SeqLM.from_pretrained(tmp_path), AutoTokenizer.from_pretrained(tmp_path)
+    single = translate_texts(model, tokenizer, [r["en"] for r in rows], num_beams=2, max_new_tokens=31)
+    single_bleu = sacrebleu.corpus_bleu(single, [[r["es"] for r in rows]]).score
+    assert single_bleu == pytest.approx(results["bleu"], abs=1e-9)
