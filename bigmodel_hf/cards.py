@@ -364,6 +364,17 @@ def language_description(run: RunRecord) -> str:
     return LANGUAGE_NAMES.get(language, language) if language else ""
 
 
+PUSH_SETTINGS = ("push_to_hub", "hub_model_id", "hub_token", "hub_private_repo", "hub_strategy", "hub_always_push",
+                 "hub_revision")
+
+
+def shareable_run_config(run_config: dict, output_dir: str | Path) -> dict:
+    """The run config as published: local paths reduced to their last component, push settings dropped
+    (rerunning someone's shared config must not push to their repository)."""
+    kept = {key: value for key, value in run_config.items() if key not in PUSH_SETTINGS}
+    return redact_local_paths(kept, local_path_prefixes(output_dir))
+
+
 def build_model_card(output_dir: str | Path, repo_id: str | None = None, license: str = "apache-2.0",
                      base_model: str | None = None, language: list[str] | None = None) -> ModelCard:
     """The model card of a run, from its output directory alone.
@@ -376,7 +387,7 @@ def build_model_card(output_dir: str | Path, repo_id: str | None = None, license
     languages = language_description(run)
     src, tgt = (LANGUAGE_NAMES.get(run.run_config.get(k), run.run_config.get(k)) for k in ("source_lang", "target_lang"))
     prefix = run.run_config.get("source_prefix") or ""
-    resolved = redact_local_paths(run.run_config, local_path_prefixes(run.root))
+    resolved = shareable_run_config(run.run_config, run.root)
     return ModelCard.from_template(
         card_data=card_metadata(run, model_name, license, base_model, language),
         template_path=str(TEMPLATES / ("translation.md" if run.task == "translation" else "text_generation.md")),

@@ -1,6 +1,8 @@
 """The `bigmodel-hf` command. Each subcommand lives with the code it runs; this file only dispatches.
 
     bigmodel-hf convert-llama LLAMA_DIR OUTPUT_DIR     # Llama-family checkpoint -> BigModelForCausalLM
+    bigmodel-hf card OUTPUT_DIR                        # (re)build OUTPUT_DIR/README.md, the model card
+    bigmodel-hf push OUTPUT_DIR --hub_model_id ID      # push a run's model, tokenizer and card to the Hub
 """
 
 import argparse
@@ -16,6 +18,29 @@ def _convert_llama(args: argparse.Namespace) -> None:
     print(f"Converted {args.source} -> {out}")
 
 
+def _card(args: argparse.Namespace) -> None:
+    from .cards import write_model_card
+
+    path = write_model_card(args.output_dir, repo_id=args.hub_model_id, license=args.license, base_model=args.base_model)
+    print(f"Wrote {path}")
+
+
+def _push(args: argparse.Namespace) -> None:
+    from .hub import plan_upload, push_output_dir
+
+    options = dict(include_logs=args.include_logs, include_checkpoints=args.include_checkpoints,
+                   include_optimizer_states=args.include_optimizer_states)
+    if args.dry_run:
+        files = [file.path_in_repo for file in plan_upload(args.output_dir, **options)]
+        if not args.keep_card or "README.md" not in files:
+            files = ["README.md (the model card, rebuilt when pushing)"] + [f for f in files if f != "README.md"]
+        print("\n".join(files))
+        return
+    url = push_output_dir(args.output_dir, args.hub_model_id, private=args.private or None, revision=args.revision,
+                          rebuild_card=not args.keep_card, license=args.license, **options)
+    print(f"Pushed {args.output_dir} to {url}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bigmodel-hf", description="BigModel tools for the Hugging Face stack.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -24,6 +49,28 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("output_dir")
     convert.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     convert.set_defaults(run=_convert_llama)
+
+    card = commands.add_parser("card", help="(re)build the model card README.md of a run's output directory")
+    card.add_argument("output_dir")
+    card.add_argument("--hub_model_id", help="the Hub repo the card is for (used in the usage snippet)")
+    card.add_argument("--license", default="apache-2.0")
+    card.add_argument("--base_model", help="Hub id of the model this run fine-tuned (default: from run_config.yaml)")
+    card.set_defaults(run=_card)
+
+    push = commands.add_parser("push", help="push a run's model, tokenizer and card to the Hugging Face Hub "
+                                            "(token: HF_TOKEN or `hf auth login`)")
+    push.add_argument("output_dir")
+    push.add_argument("--hub_model_id", required=True, help="user/name of the model repo (created if missing)")
+    push.add_argument("--private", action="store_true", help="create the repo private")
+    push.add_argument("--revision", help="branch to push to (created if missing)")
+    push.add_argument("--license", default="apache-2.0")
+    push.add_argument("--include_logs", action="store_true", help="also push the TensorBoard logs (runs/)")
+    push.add_argument("--include_checkpoints", action="store_true", help="also push checkpoint-* (model files only)")
+    push.add_argument("--include_optimizer_states", action="store_true",
+                      help="also push checkpoint-* with optimizer, scheduler and RNG states (to resume elsewhere)")
+    push.add_argument("--keep_card", action="store_true", help="push the README.md there instead of rebuilding it")
+    push.add_argument("--dry_run", action="store_true", help="list the files that would be pushed; contact nothing")
+    push.set_defaults(run=_push)
     return parser
 
 
