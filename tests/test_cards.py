@@ -1,0 +1,158 @@
+"""Model cards built from an output directory: Hub metadata, results equal to eval_results.json, no leaks."""
+
+import json
+import re
+
+import pytest
+import yaml
+from huggingface_hub import ModelCard
+
+from bigmodel_hf.cards import build_model_card, read_run, write_model_card
+from bigmodel_hf.cli import main as cli_main
+from bigmodel_hf.redaction import find_leaks, known_tokens, local_path_prefixes
+from tiny_runs import BLEU_SIGNATURE, CHRF_SIGNATURE, LM_RESULTS, TRANSLATION_RESULTS, make_output_dir
+
+FAKE_TOKEN = "hf_" + "aBcD1234" * 5
+
+
+@pytest.fixture(scope="module")
+def translation_run(tmp_path_factory):
+    root, _ = make_output_dir(tmp_path_factory.mktemp("cards") / "translate_run")
+    return root
+
+
+@pytest.fixture(scope="module")
+def lm_run(tmp_path_factory):
+    root, _ = make_output_dir(tmp_path_factory.mktemp("cards") / "lm_run", encoder_decoder=False)
+    return root
+
+
+def reparsed(card: ModelCard) -> ModelCard:
+    """What the Hub (or `ModelCard.load`) reads back from the card text."""
+    return ModelCard(str(card))
+
+
+def metadata_yaml(card: ModelCard) -> dict:
+    return yaml.safe_load(str(card).split("---")[1])
+
+
+def test_from_scratch_translation_metadata(translation_run):
+    card = reparsed(build_model_card(translation_run, repo_id="alice/bigmodel-en-es"))
+    data = card.data
+    assert data.license == "apache-2.0"
+    assert data.language == ["en", "es"]
+    assert data.library_name == "transformers"
+    assert data.pipeline_tag == "translation"
+    assert {"bigmodel_hf", "translation"} <= set(data.tags)
+    assert data.model_name == "bigmodel-en-es"
+    raw = metadata_yaml(card)
+    assert "base_model" not in raw  # from scratch: no base model, and no empty link to one
+    assert "datasets" not in raw  # the toy corpus is not a Hub dataset
+    assert raw["model-index"][0]["name"] == "bigmodel-en-es"
+
+
+def test_model_index_equals_eval_results(translation_run):
+    results = reparsed(build_model_card(translation_run)).data.eval_results
+    measured = json.loads((translation_run / "eval_results.json").read_text())
+    assert measured == TRANSLATION_RESULTS
+    got = {(r.dataset_split, r.metric_type): r for r in results}
+    # 200 of the 500 cleaned validation pairs were scored: datasets' slice syntax says so; test was whole.
+    assert set(got) == {("validation[:200]", "bleu"), ("validation[:200]", "chrf"), ("test", "bleu"), ("test", "chrf")}
+    for split, label in (("validation", "validation[:200]"), ("test", "test")):
+        assert got[label, "bleu"].metric_value == round(measured[split]["bleu"], 2)
+        assert got[label, "chrf"].metric_value == round(measured[split]["chrf"], 2)
+        assert got[label, "bleu"].metric_config == BLEU_SIGNATURE
+        assert got[label, "chrf"].metric_config == CHRF_SIGNATURE
+        assert got[label, "bleu"].metric_name == "sacreBLEU"
+    assert all(r.task_type == "translation" and r.dataset_name == "toy_en_es" for r in results)
+
+
+def test_fine_tuned_card_names_its_base_model_and_hub_dataset(tmp_path):
+    root, _ = make_output_dir(tmp_path / "ft", model_name_or_path="Helsinki-NLP/opus-mt-en-es",
+                              dataset_name="wmt/wmt14", dataset_config_name="es-en")
+    card = reparsed(build_model_card(root))
+    assert card.data.base_model == "Helsinki-NLP/opus-mt-en-es"
+    assert card.data.datasets == ["wmt/wmt14"]
+    assert {r.dataset_type for r in card.data.eval_results} == {"wmt/wmt14"}
+    assert {r.dataset_config for r in card.data.eval_results} == {"es-en"}
+    assert "fine-tuned from `Helsinki-NLP/opus-mt-en-es`" in card.text
+    assert "the tokenizer of `Helsinki-NLP/opus-mt-en-es`" in card.text
+
+
+def test_fine_tuned_from_a_local_folder_links_nothing_and_names_only_the_folder(tmp_path):
+    base = tmp_path / "private" / "my-base-model"
+    base.mkdir(parents=True)
+    root, _ = make_output_dir(tmp_path / "ft", model_name_or_path=str(base), train_file=str(tmp_path / "train.jsonl"),
+                              dataset_name=None)
+    card = build_model_card(root)
+    assert "base_model" not in metadata_yaml(card) and "datasets" not in metadata_yaml(card)
+    assert "fine-tuned from `my-base-model`" in card.text
+    assert str(tmp_path) not in str(card)
+
+
+def test_card_has_no_local_paths_or_tokens(translation_run, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    text = str(build_model_card(translation_run))
+    assert str(translation_run) in (translation_run / "run_config.yaml").read_text()  # the source had one
+    assert find_leaks(text.encode(), known_tokens(), local_path_prefixes(translation_run)) == []
+    assert not re.search(r"(?m)^output_dir: /", text)
+    assert "output_dir: translate_run" in text
+
+
+def test_push_settings_stay_out_of_the_published_config(tmp_path):
+    root, _ = make_output_dir(tmp_path / "run", push_to_hub=True, hub_model_id="alice/x", hub_private_repo=True)
+    config_block = build_model_card(root).text.split("```yaml")[1]
+    assert "push_to_hub" not in config_block and "hub_" not in config_block
+    assert "learning_rate: 0.0007" in config_block
+
+
+def test_body_reports_model_training_results_and_usage(translation_run):
+    text = build_model_card(translation_run, repo_id="alice/bigmodel-en-es").text
+    run = read_run(translation_run)
+    assert f"{run.num_parameters:,} parameters" in text
+    assert "2 encoder + 2 decoder layers" in text and "post-norm LayerNorm" in text
+    assert "trained from scratch from the `vaswani-small` preset" in text
+    assert "train: 20 rows after cleaning (21 before)" in text
+    assert "BPE" in text and "trained on the training split" in text
+    assert "learning rate: 0.0007" in text
+    assert "1 process on cpu, 2 CPU cores; wall-clock 1 min 15 s in all, training 1 min 2 s" in text
+    assert "| validation[:200] | 200 | 12.35 | 40.12 | 0.50 | 4 |" in text
+    assert "![Training and validation loss and validation BLEU by step](training_curves.png)" in text
+    assert 'AutoModelForSeq2SeqLM.from_pretrained("alice/bigmodel-en-es", trust_remote_code=True)' in text
+    assert "python recipes/translate.py --config run_config.yaml" in text
+    assert "synthetic English→Spanish corpus" in text  # the limitation of the toy data
+    assert "validation split also chose the checkpoint" in text
+
+
+def test_parameter_count_counts_tied_weights_once(translation_run):
+    from bigmodel_hf import BigModelForSeq2SeqLM
+
+    model = BigModelForSeq2SeqLM.from_pretrained(translation_run)
+    assert read_run(translation_run).num_parameters == model.num_parameters()
+
+
+def test_text_generation_card(lm_run):
+    card = reparsed(build_model_card(lm_run, repo_id="alice/bigmodel-lm"))
+    assert card.data.pipeline_tag == "text-generation"
+    assert {"bigmodel_hf", "text-generation"} <= set(card.data.tags)
+    assert "base_model" not in metadata_yaml(card)
+    [result] = card.data.eval_results
+    assert (result.metric_type, result.dataset_split) == ("perplexity", "validation")
+    assert result.metric_value == round(LM_RESULTS["validation"]["perplexity"], 3)
+    assert "decoder-only, 2 layers" in card.text and "RMSNorm" in card.text
+    assert "| validation | 35.123 | 3.5589 | 4,096 |" in card.text
+    assert 'AutoModelForCausalLM.from_pretrained("alice/bigmodel-lm", trust_remote_code=True)' in card.text
+    assert "Bible chapters" in card.text  # lm_web's limitation
+
+
+def test_card_command_writes_readme_from_the_folder_alone(translation_run, capsys):
+    cli_main(["card", str(translation_run), "--hub_model_id", "alice/bigmodel-en-es"])
+    assert "README.md" in capsys.readouterr().out
+    written = (translation_run / "README.md").read_text("utf-8")
+    assert written == str(build_model_card(translation_run, repo_id="alice/bigmodel-en-es"))
+    assert write_model_card(translation_run) == translation_run / "README.md"
+
+
+def test_card_of_a_folder_without_a_model_fails_clearly(tmp_path):
+    with pytest.raises(SystemExit, match="no config.json"):
+        cli_main(["card", str(tmp_path)])
