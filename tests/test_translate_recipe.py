@@ -67,7 +67,7 @@ def test_output_directory_layout(trained):
     config = json.loads((output_dir / "config.json").read_text())
     assert config["auto_map"]["AutoModelForSeq2SeqLM"].endswith("BigModelForSeq2SeqLM")
     for name in ["model.safetensors", "modeling_bigmodel.py", "configuration_bigmodel.py", "tokenizer.json",
-                 "training_curves.png", "run_info.json", "cleaning_report.json"]:
+                 "training_curves.png", "run_info.json"]:
         assert (output_dir / name).is_file(), name
     generation = json.loads((output_dir / "generation_config.json").read_text())
     assert generation["num_beams"] == 2 and generation["max_length"] == 32
@@ -108,7 +108,7 @@ def test_resume_continues_from_the_last_checkpoint(corpus, tmp_path):
 def test_fine_tunes_our_pretrained_checkpoint(trained, corpus, tmp_path):
     pretrained, _ = trained
     results = run_translation(parse_translation_config(
-        tiny_run(corpus, tmp_path, model_name_or_path=pretrained, max_steps=10, learning_rate=1e-4, eval_steps=10,
+        tiny_run(corpus, tmp_path, model_name_or_path=pretrained, max_steps=10, warmup_steps=2, learning_rate=1e-4, eval_steps=10,
                  save_steps=10, report_to="none", num_sample_outputs=0)))
     assert results["test"]["bleu"] >= 30  # starts from the overfit model and stays there
     assert not (tmp_path / "tokenizer").exists()  # the checkpoint's tokenizer was used, not a new one
@@ -124,7 +124,7 @@ def test_fine_tunes_a_stock_marian_checkpoint(corpus, tmp_path):
     MarianMTModel(config).save_pretrained(tmp_path / "marian")
     tokenizer.save_pretrained(tmp_path / "marian")
     results = run_translation(parse_translation_config(
-        tiny_run(corpus, tmp_path / "out", model_name_or_path=tmp_path / "marian", max_steps=6, eval_steps=6,
+        tiny_run(corpus, tmp_path / "out", model_name_or_path=tmp_path / "marian", max_steps=6, warmup_steps=2, eval_steps=6,
                  save_steps=6, report_to="none", num_sample_outputs=0)))
     assert results["test"]["loss"] > 0 and 0 <= results["test"]["bleu"] <= 100
     assert json.loads((tmp_path / "out" / "config.json").read_text())["model_type"] == "marian"
@@ -155,7 +155,7 @@ def test_two_cpu_processes_train_in_sync_and_score_like_one(corpus, tmp_path):
         *tiny_run(corpus, tmp_path, max_steps=40, eval_steps=20, save_steps=20, per_device_train_batch_size=6,
                   max_predict_samples=23, report_to="none", num_sample_outputs=0),
     ]
-    env = {**os.environ, "ACCELERATE_USE_CPU": ""}  # the recipe must find out by itself
+    env = {k: v for k, v in os.environ.items() if k != "ACCELERATE_USE_CPU"}  # the recipe must find out itself
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     info = json.loads((tmp_path / "run_info.json").read_text())
