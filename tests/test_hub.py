@@ -1,0 +1,247 @@
+"""Pushing an output directory, tested at the huggingface_hub API boundary (no network).
+
+`HfApi.create_repo` / `create_branch` / `create_commit` are replaced by recorders; the commit's
+`CommitOperationAdd`s are written into a fresh folder, which a subprocess without `bigmodel_hf` loads
+with `trust_remote_code=True` under `HF_HUB_OFFLINE=1`. A live push runs only when opted in.
+"""
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import uuid
+from types import SimpleNamespace
+
+import pytest
+import torch
+from huggingface_hub import CommitInfo, HfApi, RepoUrl
+
+from bigmodel_hf.cli import main as cli_main
+from bigmodel_hf.hub import UnsafeUploadError, plan_upload, push_output_dir, take_over_trainer_push
+from tiny_models import random_ids
+from tiny_runs import make_output_dir
+
+FAKE_TOKEN = "hf_" + "QwErTy12" * 5
+MODEL_AND_CARD = {
+    "config.json", "generation_config.json", "model.safetensors", "modeling_bigmodel.py", "configuration_bigmodel.py",
+    "tokenizer.json", "tokenizer_config.json", "README.md", "training_curves.png", "eval_results.json",
+    "run_config.yaml",
+}
+CHECKPOINT_MODEL = {f"checkpoint-2/{name}" for name in (
+    "config.json", "generation_config.json", "model.safetensors", "modeling_bigmodel.py", "configuration_bigmodel.py",
+    "tokenizer.json", "tokenizer_config.json", "trainer_state.json")}
+OPTIMIZER_STATES = {"checkpoint-2/optimizer.pt", "checkpoint-2/scheduler.pt", "checkpoint-2/rng_state.pth"}
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """Record what `HfApi` would send; fail the test on any other Hub call."""
+    calls = SimpleNamespace(repos=[], branches=[], commits=[])
+
+    def create_repo(self, repo_id, **kwargs):
+        calls.repos.append((repo_id, kwargs))
+        return RepoUrl(f"https://huggingface.co/{repo_id}")
+
+    def create_branch(self, repo_id, **kwargs):
+        calls.branches.append((repo_id, kwargs))
+
+    def create_commit(self, repo_id, operations, **kwargs):
+        operations = list(operations)
+        files = {}
+        for op in operations:
+            with op.as_file() as handle:
+                files[op.path_in_repo] = handle.read()
+        calls.commits.append(SimpleNamespace(repo_id=repo_id, operations=operations, files=files, kwargs=kwargs))
+        return CommitInfo(commit_url=f"https://huggingface.co/{repo_id}/commit/{'0' * 40}",
+                          commit_message=kwargs["commit_message"], commit_description="", oid="0" * 40)
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "create_branch", create_branch)
+    monkeypatch.setattr(HfApi, "create_commit", create_commit)
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)  # a token is "configured": it must never be uploaded
+    return calls
+
+
+def test_plan_pushes_the_model_code_tokenizer_and_card_only(tmp_path):
+    root, _ = make_output_dir(tmp_path / "run")
+    (root / "README.md").write_text("card")
+    assert {f.path_in_repo for f in plan_upload(root)} == MODEL_AND_CARD
+    with_checkpoints = {f.path_in_repo for f in plan_upload(root, include_checkpoints=True)}
+    assert with_checkpoints == MODEL_AND_CARD | CHECKPOINT_MODEL  # no optimizer states unless asked
+    everything = {f.path_in_repo for f in plan_upload(root, include_optimizer_states=True, include_logs=True)}
+    assert everything == MODEL_AND_CARD | CHECKPOINT_MODEL | OPTIMIZER_STATES | {"runs/Jan01_host/events.out.tfevents.1.host"}
+    assert not any("training_args.bin" in name or name.startswith(("data/", "translations/")) for name in everything)
+
+
+@pytest.mark.parametrize("encoder_decoder", [True, False])
+def test_pushed_files_load_without_the_package_and_match_the_model(tmp_path, hub, encoder_decoder):
+    root, model = make_output_dir(tmp_path / "run", encoder_decoder=encoder_decoder)
+    url = push_output_dir(root, "alice/bigmodel-tiny", private=True)
+
+    assert url.startswith("https://huggingface.co/alice/bigmodel-tiny/commit/")
+    assert hub.repos == [("alice/bigmodel-tiny", {"private": True, "exist_ok": True, "repo_type": "model"})]
+    [commit] = hub.commits
+    assert set(commit.files) == MODEL_AND_CARD
+    for name, content in commit.files.items():
+        assert FAKE_TOKEN.encode() not in content and str(tmp_path).encode() not in content, name
+    assert b"output_dir: run\n" in commit.files["run_config.yaml"]
+
+    folder = tmp_path / "downloaded"  # what someone else gets from the Hub
+    for name, content in commit.files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(content)
+    source = random_ids(2, 7)
+    with torch.no_grad():
+        if encoder_decoder:
+            decoder_ids = random_ids(2, 5, seed=1)
+            logits = model(input_ids=source, decoder_input_ids=decoder_ids).logits
+            inputs = {"input_ids": source, "decoder_input_ids": decoder_ids}
+        else:
+            logits = model(input_ids=source).logits
+            inputs = {"input_ids": source}
+        generated = model.generate(source, max_new_tokens=5, do_sample=False, num_beams=1)
+    torch.save(inputs, tmp_path / "inputs.pt")
+    snippet = re.search(r"```python\n(.*?)```", commit.files["README.md"].decode(), re.S).group(1)
+    (tmp_path / "snippet.py").write_text(snippet.replace("alice/bigmodel-tiny", str(folder)))
+    head = "AutoModelForSeq2SeqLM" if encoder_decoder else "AutoModelForCausalLM"
+    (tmp_path / "load.py").write_text(LOAD_WITHOUT_PACKAGE.format(head=head))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    env.pop("HF_TOKEN")
+    result = subprocess.run(
+        [sys.executable, "load.py", str(folder), "inputs.pt", "out.pt", "snippet.py"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    remote = torch.load(tmp_path / "out.pt")
+    torch.testing.assert_close(remote["logits"], logits, rtol=0, atol=0)
+    assert torch.equal(remote["generated"], generated)
+    assert remote["snippet_printed"].strip()  # the card's usage snippet ran and printed an output
+
+
+LOAD_WITHOUT_PACKAGE = textwrap.dedent("""
+    import contextlib, importlib.abc, io, runpy, sys
+
+    class BlockBigModel(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "bigmodel_hf" or name.startswith("bigmodel_hf."):
+                raise ImportError("bigmodel_hf is not installed on this machine")
+
+    sys.meta_path.insert(0, BlockBigModel())
+    try:
+        import bigmodel_hf
+        raise SystemExit("bigmodel_hf was importable: the check would prove nothing")
+    except ImportError:
+        pass
+
+    import torch
+    from transformers import {head}
+    folder, inputs_file, out_file, snippet = sys.argv[1:5]
+    inputs = torch.load(inputs_file)
+    model = {head}.from_pretrained(folder, trust_remote_code=True).eval()
+    assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        runpy.run_path(snippet)
+    with torch.no_grad():
+        torch.save({{"logits": model(**inputs).logits,
+                    "generated": model.generate(inputs["input_ids"], max_new_tokens=5, do_sample=False, num_beams=1),
+                    "snippet_printed": printed.getvalue()}}, out_file)
+""")
+
+
+def test_a_token_in_any_file_refuses_the_push(tmp_path, hub):
+    root, _ = make_output_dir(tmp_path / "run")
+    (root / "tokenizer_config.json").write_text(f'{{"note": "{FAKE_TOKEN}"}}')
+    with pytest.raises(UnsafeUploadError, match="tokenizer_config.json: a Hugging Face access token"):
+        push_output_dir(root, "alice/x")
+    assert hub.repos == [] and hub.commits == []
+
+
+def test_a_token_shaped_string_refuses_even_when_it_is_not_ours(tmp_path, hub):
+    root, _ = make_output_dir(tmp_path / "run")
+    (root / "eval_results.json").write_text('{"note": "hf_' + "Z9" * 17 + '"}')
+    with pytest.raises(UnsafeUploadError, match="eval_results.json: a Hugging Face access token"):
+        push_output_dir(root, "alice/x")
+
+
+def test_a_local_path_in_a_pushed_file_refuses_the_push(tmp_path, hub):
+    root, _ = make_output_dir(tmp_path / "run")
+    (root / "runs" / "Jan01_host" / "events.out.tfevents.1.host").write_bytes(f"\0args {root}\0".encode())
+    push_output_dir(root, "alice/x")  # logs are not pushed by default
+    with pytest.raises(UnsafeUploadError, match=f"runs/Jan01_host/events.out.tfevents.1.host: the local path {root}"):
+        push_output_dir(root, "alice/x", include_logs=True)
+    assert len(hub.commits) == 1
+
+
+def test_checkpoint_state_paths_are_redacted_and_optimizer_states_opt_in(tmp_path, hub):
+    root, _ = make_output_dir(tmp_path / "run")
+    push_output_dir(root, "alice/x", include_checkpoints=True, revision="with-checkpoints")
+    [commit] = hub.commits
+    assert set(commit.files) == MODEL_AND_CARD | CHECKPOINT_MODEL
+    assert b'"best_model_checkpoint": "checkpoint-2"' in commit.files["checkpoint-2/trainer_state.json"]
+    assert hub.branches == [("alice/x", {"branch": "with-checkpoints", "exist_ok": True, "repo_type": "model"})]
+    assert commit.kwargs["revision"] == "with-checkpoints"
+    push_output_dir(root, "alice/x", include_optimizer_states=True)
+    assert set(hub.commits[1].files) == MODEL_AND_CARD | CHECKPOINT_MODEL | OPTIMIZER_STATES
+
+
+def test_a_folder_without_a_tokenizer_or_code_is_refused(tmp_path):
+    root, _ = make_output_dir(tmp_path / "run")
+    (root / "modeling_bigmodel.py").unlink()
+    with pytest.raises(FileNotFoundError, match="modeling_bigmodel.py"):
+        plan_upload(root)
+    root, _ = make_output_dir(tmp_path / "run2")
+    (root / "tokenizer.json").unlink()
+    (root / "tokenizer_config.json").unlink()
+    with pytest.raises(FileNotFoundError, match="no tokenizer"):
+        plan_upload(root)
+
+
+def test_push_command(tmp_path, hub, capsys):
+    root, _ = make_output_dir(tmp_path / "run")
+    cli_main(["push", str(root), "--hub_model_id", "alice/x", "--dry_run"])
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0].startswith("README.md") and set(listed[1:]) == MODEL_AND_CARD - {"README.md"}
+    assert hub.commits == []
+    cli_main(["push", str(root), "--hub_model_id", "alice/x", "--private", "--include_checkpoints"])
+    assert "Pushed" in capsys.readouterr().out
+    assert set(hub.commits[0].files) == MODEL_AND_CARD | CHECKPOINT_MODEL
+    assert hub.repos[0][1]["private"] is True
+    (root / "runs" / "Jan01_host" / "events.out.tfevents.1.host").write_bytes(str(root).encode())
+    with pytest.raises(SystemExit, match="local path"):
+        cli_main(["push", str(root), "--hub_model_id", "alice/x", "--include_logs"])
+    assert len(hub.commits) == 1
+
+
+def test_recipes_take_over_the_trainer_push(tmp_path):
+    from transformers import Seq2SeqTrainingArguments
+
+    args = Seq2SeqTrainingArguments(output_dir=str(tmp_path / "run"), push_to_hub=True, hub_model_id="alice/x",
+                                    hub_private_repo=True, report_to="none")
+    assert take_over_trainer_push(args) == {"repo_id": "alice/x", "token": None, "private": True, "revision": None}
+    assert args.push_to_hub is False  # the Trainer no longer uploads the whole folder itself
+    assert take_over_trainer_push(Seq2SeqTrainingArguments(output_dir=str(tmp_path), report_to="none")) is None
+
+
+LIVE_OPT_IN = "BIGMODEL_HF_LIVE_HUB_TEST"
+
+
+@pytest.mark.skipif(not (os.environ.get("HF_TOKEN") and os.environ.get(LIVE_OPT_IN) == "1"),
+                    reason=f"live Hub test: needs HF_TOKEN and {LIVE_OPT_IN}=1 (creates and deletes a private repo)")
+def test_live_push_and_load_from_the_hub(tmp_path):
+    root, model = make_output_dir(tmp_path / "run")
+    api = HfApi()
+    repo_id = f"{api.whoami()['name']}/bigmodel-hf-test-{uuid.uuid4().hex[:8]}"
+    try:
+        push_output_dir(root, repo_id, private=True)
+        assert set(api.list_repo_files(repo_id)) >= MODEL_AND_CARD
+        from transformers import AutoModelForSeq2SeqLM
+
+        loaded = AutoModelForSeq2SeqLM.from_pretrained(repo_id, trust_remote_code=True).eval()
+        ids = random_ids(2, 7)
+        with torch.no_grad():
+            torch.testing.assert_close(loaded.generate(ids, max_new_tokens=5, do_sample=False),
+                                       model.generate(ids, max_new_tokens=5, do_sample=False), rtol=0, atol=0)
+    finally:
+        api.delete_repo(repo_id, missing_ok=True)
