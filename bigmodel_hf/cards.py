@@ -58,6 +58,11 @@ class RunRecord:
     has_plot: bool = False
 
     @property
+    def is_bigmodel(self) -> bool:
+        """False for a fine-tuned stock transformers model (e.g. Marian), which needs no remote code."""
+        return self.config.get("model_type") == "bigmodel"
+
+    @property
     def task(self) -> str:
         return "translation" if self.config.get("is_encoder_decoder", True) else "text-generation"
 
@@ -192,7 +197,7 @@ def card_metadata(run: RunRecord, model_name: str, license: str, base_model: str
         language=language or None,
         library_name="transformers",
         pipeline_tag=run.task,
-        tags=["bigmodel_hf", run.task, "custom_code"],
+        tags=["bigmodel_hf", run.task] + (["custom_code"] if run.is_bigmodel else []),
         datasets=[hub_dataset] if hub_dataset else None,
         base_model=base_model_id(run, base_model),
         metrics=sorted({r.metric_type for r in eval_results_for_card(run)}) or None,
@@ -220,6 +225,9 @@ NAMES = {"layernorm": "LayerNorm", "rmsnorm": "RMSNorm", "relu": "ReLU", "gelu":
 
 
 def describe_architecture(config: dict) -> str:
+    if config.get("model_type") != "bigmodel":
+        architecture = (config.get("architectures") or ["?"])[0]
+        return f"`{architecture}`, transformers' own `{config.get('model_type')}` architecture"
     layers = (f"{config.get('encoder_layers')} encoder + {config.get('decoder_layers')} decoder layers"
               if config.get("is_encoder_decoder", True) else f"decoder-only, {config.get('decoder_layers')} layers")
     heads, kv = config.get("num_attention_heads"), config.get("num_key_value_heads")
@@ -393,6 +401,8 @@ def build_model_card(output_dir: str | Path, repo_id: str | None = None, license
         template_path=str(TEMPLATES / ("translation.md" if run.task == "translation" else "text_generation.md")),
         model_name=model_name,
         repo_id=repo_id or model_name,
+        is_bigmodel=run.is_bigmodel,
+        remote_code=", trust_remote_code=True" if run.is_bigmodel else "",
         source_language=src,
         target_language=tgt,
         language_description=languages,

@@ -65,10 +65,10 @@ def code_files(folder: Path) -> list[str]:
     if missing:
         raise FileNotFoundError(f"{folder}/config.json's auto_map names {', '.join(m + '.py' for m in missing)}, "
                                 "which the folder lacks; save the model with save_pretrained to write the code files.")
-    if not modules:
+    if not modules and config.get("model_type") == "bigmodel":
         raise ValueError(f"{folder}/config.json has no auto_map, so the model could not load without bigmodel_hf "
                          "installed; save it with a current bigmodel_hf (save_pretrained writes auto_map).")
-    return sorted(f"{m}.py" for m in modules)
+    return sorted(f"{m}.py" for m in modules)  # none for a model transformers itself implements (e.g. Marian)
 
 
 def model_files(folder: Path, prefix: str = "") -> list[UploadFile]:
