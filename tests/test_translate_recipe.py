@@ -3,6 +3,7 @@ ours and a stock Marian checkpoint, config errors, and the 2-process run with ex
 
 import json
 import os
+import runpy
 import socket
 import subprocess
 import sys
@@ -79,6 +80,8 @@ def test_output_directory_layout(trained):
     resolved = yaml.safe_load((output_dir / "run_config.yaml").read_text())
     assert resolved["max_steps"] == 120 and resolved["config_overrides"] == TINY_MODEL
     assert json.loads((output_dir / "run_info.json").read_text())["num_processes"] == 1
+    card = (output_dir / "README.md").read_text("utf-8")  # built by bigmodel_hf.cards from this folder
+    assert "model-index:" in card and f"value: {round(results['test']['bleu'], 2)}" in card
 
 
 def test_saved_model_reloads_and_reproduces_the_test_translations(trained, corpus):
@@ -136,8 +139,10 @@ def test_fine_tunes_a_stock_marian_checkpoint(corpus, tmp_path):
      (["--per_device_train_batch_size", "0"], "per_device_train_batch_size must be a positive")],
 )
 def test_config_errors_stop_the_recipe_at_start(argv, hint):
-    done = subprocess.run([sys.executable, str(RECIPE), *argv], capture_output=True, text=True, timeout=120)
-    assert done.returncode != 0 and hint in done.stderr
+    recipe = runpy.run_path(str(RECIPE))  # the script's own main(), without paying a fresh interpreter
+    with pytest.raises(SystemExit) as stop:
+        recipe["main"](argv)
+    assert str(stop.value.code).startswith("translate.py: ") and hint in str(stop.value.code)
 
 
 def free_port() -> int:

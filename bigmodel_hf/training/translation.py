@@ -11,9 +11,11 @@ from pathlib import Path
 from transformers import AutoModelForSeq2SeqLM, Seq2SeqTrainingArguments, set_seed
 
 from ..batching import make_seq2seq_collator
+from ..cards import write_model_card
 from ..configuration_bigmodel import BigModelConfig
 from ..data import clean_translation_dataset, load_translation_dataset
 from ..metrics import corpus_translation_scores
+from ..hub import push_output_dir, take_over_trainer_push
 from ..modeling_bigmodel import BigModelForSeq2SeqLM
 from ..tokenization import (
     check_tokenizer_matches_model,
@@ -159,6 +161,7 @@ def run_translation(run_config: RunConfig) -> dict:
     def generate_samples(model, texts):
         return translate_texts(model, tokenizer, texts, max_new_tokens=args.generation_max_length or 128)
 
+    push = take_over_trainer_push(args)  # pushed once at the end, with the card, instead of per checkpoint
     trainer = TranslationTrainer(
         model=model, args=args, train_dataset=tokenized["train"], eval_dataset=validation_subset,
         data_collator=make_seq2seq_collator(tokenizer, model), processing_class=tokenizer,
@@ -186,6 +189,9 @@ def run_translation(run_config: RunConfig) -> dict:
         if "checkpoint_averaging" in results:
             layout.update_eval_results("checkpoint_averaging", results["checkpoint_averaging"])
         layout.write_run_info(describe_run(trainer, train_output, time.perf_counter() - started))
+        write_model_card(args.output_dir, repo_id=push["repo_id"] if push else None)
+        if push:
+            print(f"Pushed to {push_output_dir(args.output_dir, **push)}")
     return results
 
 
