@@ -165,7 +165,8 @@ def scored_splits(run: RunRecord) -> list[tuple[str, dict]]:
 def eval_results_for_card(run: RunRecord) -> list[EvalResult]:
     """One `EvalResult` per measured number and split: sacreBLEU (with its signature) and chrF, or perplexity."""
     hub_id, name = dataset_names(run)
-    common = dict(dataset_type=hub_id or name, dataset_name=name, dataset_config=run.run_config.get("dataset_config_name"))
+    common = dict(dataset_type=hub_id or name, dataset_name=name,
+                  dataset_config=run.run_config.get("dataset_config_name"))
     results = []
     for split, metrics in scored_splits(run):
         label = _split_label(run, split, metrics.get("num_samples"))
@@ -173,7 +174,8 @@ def eval_results_for_card(run: RunRecord) -> list[EvalResult]:
             pair = f"{run.run_config.get('source_lang', '?')}-{run.run_config.get('target_lang', '?')}"
             task = dict(task_type="translation", task_name=f"Translation {pair}", dataset_split=label, **common)
             results.append(EvalResult(**task, metric_type="bleu", metric_name="sacreBLEU",
-                                      metric_value=round(metrics["bleu"], 2), metric_config=metrics.get("bleu_signature")))
+                                      metric_value=round(metrics["bleu"], 2),
+                                      metric_config=metrics.get("bleu_signature")))
             if "chrf" in metrics:
                 results.append(EvalResult(**task, metric_type="chrf", metric_name="chrF",
                                           metric_value=round(metrics["chrf"], 2),
@@ -233,7 +235,8 @@ def describe_architecture(config: dict) -> str:
     heads, kv = config.get("num_attention_heads"), config.get("num_key_value_heads")
     heads_text = f"{heads} attention heads" + (f" ({kv} key/value heads)" if kv and kv != heads else "")
     name = lambda key: NAMES.get(config.get(key), config.get(key))  # noqa: E731
-    block = f"{name('norm_position')}-norm {name('norm_type')}, {name('position_embedding')} positions, {name('activation')}"
+    block = (f"{name('norm_position')}-norm {name('norm_type')}, {name('position_embedding')} positions, "
+             f"{name('activation')}")
     return (f"Transformer, {layers}; d_model {config.get('d_model')}, feed-forward {config.get('ffn_dim')}, "
             f"{heads_text}; {block}")
 
@@ -268,7 +271,7 @@ def describe_data(run: RunRecord) -> dict:
 
 def describe_tokenizer(run: RunRecord) -> str:
     rc = run.run_config
-    vocab = run.config.get("vocab_size")
+    vocab = run.config.get("vocab_size") or 0
     source = rc.get("tokenizer_name") or rc.get("model_name_or_path")
     if source:
         return f"the tokenizer of `{display_name(source)}` ({vocab:,} tokens)"
@@ -281,8 +284,9 @@ def describe_tokenizer(run: RunRecord) -> str:
 
 HYPERPARAMETERS = [  # (run config key, label)
     ("learning_rate", "learning rate"), ("lr_scheduler_type", "schedule"), ("warmup_steps", "warm-up steps"),
-    ("max_steps", "max steps"), ("num_train_epochs", "epochs"), ("per_device_train_batch_size", "batch size per device"),
-    ("max_tokens", "token budget per batch per device"), ("gradient_accumulation_steps", "gradient accumulation"),
+    ("max_steps", "max steps"), ("num_train_epochs", "epochs"),
+    ("per_device_train_batch_size", "batch size per device"), ("max_tokens", "token budget per batch per device"),
+    ("gradient_accumulation_steps", "gradient accumulation"),
     ("weight_decay", "weight decay"), ("adam_beta2", "Adam β2"), ("label_smoothing_factor", "label smoothing"),
     ("max_grad_norm", "gradient clipping"), ("seed", "seed"),
 ]
@@ -305,40 +309,44 @@ def describe_hardware(info: dict) -> str:
         return "not recorded (no run_info.json in the output directory)"
     processes = info.get("num_processes", 1)
     device, name = info.get("device"), info.get("device_name")
-    text = f"{processes} process{'es' if processes != 1 else ''} on {device}" + (f" ({name})" if name and name != device else "")
+    text = f"{processes} process{'es' if processes != 1 else ''} on {device}"
+    text += f" ({name})" if name and name != device else ""
     if info.get("device") == "cpu" and info.get("cpu_count"):
         text += f", {info['cpu_count']} CPU cores"
     text += (f"; wall-clock {_duration(info.get('wall_clock_seconds'))} in all, training "
              f"{_duration(info.get('train_runtime_seconds'))}")
-    versions = [f"{lib} {info[key]}" for lib, key in (("torch", "torch_version"), ("transformers", "transformers_version"))
-                if info.get(key)]
+    libraries = (("torch", "torch_version"), ("transformers", "transformers_version"))
+    versions = [f"{lib} {info[key]}" for lib, key in libraries if info.get(key)]
     return text + (f"; {', '.join(versions)}" if versions else "")
 
 
 def describe_results(run: RunRecord) -> dict:
     rows, notes = [], []
     for split, m in scored_splits(run):
+        label = _split_label(run, split, m.get("num_samples"))
         if run.task == "translation":
-            rows.append({"split": _split_label(run, split, m.get("num_samples")), "pairs": m.get("num_samples", "?"),
-                         "bleu": f"{m['bleu']:.2f}", "chrf": f"{m['chrf']:.2f}" if "chrf" in m else "-",
+            rows.append({"split": label, "pairs": m.get("num_samples", "?"), "bleu": f"{m['bleu']:.2f}",
+                         "chrf": f"{m['chrf']:.2f}" if "chrf" in m else "-",
                          "copy_source_bleu": f"{m['copy_source_bleu']:.2f}" if "copy_source_bleu" in m else "-",
                          "beam": m.get("num_beams", "?")})
         else:
-            loss = m.get("nll", m.get("loss"))
-            rows.append({"split": _split_label(run, split, m.get("num_samples")), "perplexity": f"{m['perplexity']:.3f}",
-                         "loss": f"{loss:.4f}" if loss is not None else "-", "tokens": f"{m.get('tokens', '?'):,}"
-                         if isinstance(m.get("tokens"), int) else "?"})
+            loss, tokens = m.get("nll", m.get("loss")), m.get("tokens")
+            rows.append({"split": label, "perplexity": f"{m['perplexity']:.3f}",
+                         "loss": f"{loss:.4f}" if loss is not None else "-",
+                         "tokens": f"{tokens:,}" if isinstance(tokens, int) else "?"})
     for key, label in (("bleu_signature", "BLEU"), ("chrf_signature", "chrF")):
         signatures = sorted({m[key] for _, m in scored_splits(run) if m.get(key)})
         notes += [f"sacreBLEU {label} signature: `{s}`" for s in signatures]
-    if run.run_config.get("load_best_model_at_end") and any(split == "validation" for split, _ in scored_splits(run)):
-        notes.append("The validation split also chose the checkpoint kept (best validation score), so its score "
-                     "is optimistic; the test split took no part in training or selection.")
+    splits = [split for split, _ in scored_splits(run)]
+    if run.run_config.get("load_best_model_at_end") and "validation" in splits:
+        notes.append("The validation split also chose the checkpoint kept (best validation score), so its score is "
+                     "optimistic" + ("; the test split took no part in training or selection." if "test" in splits
+                                     else "; there is no held-out test score."))
     averaging = run.eval_results.get("checkpoint_averaging")
     if isinstance(averaging, dict) and "kept" in averaging:
+        averaged, best = (averaging.get(key, float("nan")) for key in ("bleu_averaged", "bleu_before"))
         notes.append(f"Averaging the last {len(averaging.get('checkpoints', []))} checkpoints gave validation BLEU "
-                     f"{averaging.get('bleu_averaged', float('nan')):.2f} vs {averaging.get('bleu_before', float('nan')):.2f}"
-                     f" for the best one; the {averaging['kept']} weights were kept.")
+                     f"{averaged:.2f} vs {best:.2f} for the best one; the {averaging['kept']} weights were kept.")
     return {"rows": rows, "notes": notes}
 
 
@@ -352,8 +360,8 @@ def describe_limitations(run: RunRecord, language_description: str) -> list[str]
     else:
         items.append("Generates text in the style and domain of its training data; outputs can be false, "
                      "repetitive or nonsensical, and were not filtered for safety.")
-    items.append(f"A small model ({_human_count(run.num_parameters)} parameters) trained on a small budget; "
-                 "compare it with other systems only on the same split and metric signature.")
+    items.append("The scores above compare with other systems only on the same split, scored with the same metric "
+                 "signature.")
     return items
 
 
@@ -393,7 +401,7 @@ def build_model_card(output_dir: str | Path, repo_id: str | None = None, license
     run = read_run(output_dir)
     model_name = repo_id.split("/")[-1] if repo_id else run.root.resolve().name
     languages = language_description(run)
-    src, tgt = (LANGUAGE_NAMES.get(run.run_config.get(k), run.run_config.get(k)) for k in ("source_lang", "target_lang"))
+    src, tgt = (LANGUAGE_NAMES.get(code, code) for code in map(run.run_config.get, ("source_lang", "target_lang")))
     prefix = run.run_config.get("source_prefix") or ""
     resolved = shareable_run_config(run.run_config, run.root)
     return ModelCard.from_template(

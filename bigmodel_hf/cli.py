@@ -21,7 +21,8 @@ def _convert_llama(args: argparse.Namespace) -> None:
 def _card(args: argparse.Namespace) -> None:
     from .cards import write_model_card
 
-    path = write_model_card(args.output_dir, repo_id=args.hub_model_id, license=args.license, base_model=args.base_model)
+    path = write_model_card(args.output_dir, repo_id=args.hub_model_id, license=args.license,
+                            base_model=args.base_model, language=args.language)
     print(f"Wrote {path}")
 
 
@@ -37,7 +38,8 @@ def _push(args: argparse.Namespace) -> None:
         print("\n".join(files))
         return
     url = push_output_dir(args.output_dir, args.hub_model_id, private=args.private or None, revision=args.revision,
-                          rebuild_card=not args.keep_card, license=args.license, **options)
+                          rebuild_card=not args.keep_card, license=args.license, base_model=args.base_model,
+                          language=args.language, **options)
     print(f"Pushed {args.output_dir} to {url}")
 
 
@@ -50,20 +52,24 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     convert.set_defaults(run=_convert_llama)
 
-    card = commands.add_parser("card", help="(re)build the model card README.md of a run's output directory")
+    card_options = argparse.ArgumentParser(add_help=False)
+    card_options.add_argument("--license", default="apache-2.0", help="license id for the card metadata")
+    card_options.add_argument("--base_model", help="Hub id of the fine-tuned model (default: from run_config.yaml)")
+    card_options.add_argument("--language", nargs="+", help="language codes (default: a translation run's languages)")
+
+    card = commands.add_parser("card", parents=[card_options],
+                               help="(re)build the model card README.md of a run's output directory")
     card.add_argument("output_dir")
     card.add_argument("--hub_model_id", help="the Hub repo the card is for (used in the usage snippet)")
-    card.add_argument("--license", default="apache-2.0")
-    card.add_argument("--base_model", help="Hub id of the model this run fine-tuned (default: from run_config.yaml)")
     card.set_defaults(run=_card)
 
-    push = commands.add_parser("push", help="push a run's model, tokenizer and card to the Hugging Face Hub "
-                                            "(token: HF_TOKEN or `hf auth login`)")
+    push = commands.add_parser("push", parents=[card_options],
+                               help="push a run's model, tokenizer and card to the Hugging Face Hub "
+                                    "(token: HF_TOKEN or `hf auth login`)")
     push.add_argument("output_dir")
     push.add_argument("--hub_model_id", required=True, help="user/name of the model repo (created if missing)")
     push.add_argument("--private", action="store_true", help="create the repo private")
     push.add_argument("--revision", help="branch to push to (created if missing)")
-    push.add_argument("--license", default="apache-2.0")
     push.add_argument("--include_logs", action="store_true", help="also push the TensorBoard logs (runs/)")
     push.add_argument("--include_checkpoints", action="store_true", help="also push checkpoint-* (model files only)")
     push.add_argument("--include_optimizer_states", action="store_true",

@@ -160,16 +160,18 @@ def push_output_dir(
     include_optimizer_states: bool = False,
     rebuild_card: bool = True,
     license: str = "apache-2.0",
+    base_model: str | None = None,
+    language: list[str] | None = None,
     api: HfApi | None = None,
 ) -> str:
     """Push `output_dir` to the Hub model repo `repo_id` (created if missing) in one commit; return its URL.
 
     `rebuild_card` (re)writes `<output_dir>/README.md` for `repo_id` first; False pushes the README.md
-    already there (one is written if there is none). `token` defaults to `HF_TOKEN` / the stored login,
-    as in `huggingface_hub`.
+    already there (one is written if there is none); `license`, `base_model` and `language` go to the card
+    (see `cards.build_model_card`). `token` defaults to `HF_TOKEN` / the stored login, as in `huggingface_hub`.
     """
     if rebuild_card or not (Path(output_dir) / "README.md").is_file():
-        write_model_card(output_dir, repo_id=repo_id, license=license)
+        write_model_card(output_dir, repo_id=repo_id, license=license, base_model=base_model, language=language)
     files = plan_upload(output_dir, include_logs=include_logs, include_checkpoints=include_checkpoints,
                         include_optimizer_states=include_optimizer_states)
     check_upload(files, output_dir, token)
@@ -177,8 +179,9 @@ def push_output_dir(
     repo = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     if revision:
         api.create_branch(repo.repo_id, branch=revision, exist_ok=True, repo_type="model")
-    operations = [CommitOperationAdd(path_in_repo=f.path_in_repo, path_or_fileobj=f.source if isinstance(f.source, bytes)
-                                     else str(f.source)) for f in files]
+    operations = [CommitOperationAdd(path_in_repo=f.path_in_repo,
+                                     path_or_fileobj=f.source if isinstance(f.source, bytes) else str(f.source))
+                  for f in files]
     commit = api.create_commit(
         repo.repo_id, operations, commit_message=commit_message or "Upload BigModel (bigmodel_hf)",
         revision=revision, repo_type="model",

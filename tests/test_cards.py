@@ -153,6 +153,13 @@ def test_card_command_writes_readme_from_the_folder_alone(translation_run, capsy
     assert write_model_card(translation_run) == translation_run / "README.md"
 
 
+def test_card_command_options_reach_the_metadata(lm_run):
+    cli_main(["card", str(lm_run), "--language", "en", "--base_model", "HuggingFaceTB/SmolLM2-135M", "--license", "mit"])
+    card = ModelCard.load(lm_run / "README.md")
+    assert (card.data.language, card.data.base_model, card.data.license) == (["en"], "HuggingFaceTB/SmolLM2-135M", "mit")
+    assert "fine-tuned from `HuggingFaceTB/SmolLM2-135M`" in card.text
+
+
 def test_card_of_a_folder_without_a_model_fails_clearly(tmp_path):
     with pytest.raises(SystemExit, match="no config.json"):
         cli_main(["card", str(tmp_path)])
@@ -166,9 +173,10 @@ def test_fine_tuned_stock_transformers_model_needs_no_remote_code(tmp_path):
     root, _ = make_output_dir(tmp_path / "run", model_name_or_path="Helsinki-NLP/opus-mt-en-es")
     for path in [*root.glob("*.py"), *root.glob("*.safetensors"), root / "config.json"]:
         path.unlink()
-    MarianMTModel(MarianConfig(vocab_size=80, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-                               decoder_attention_heads=2, encoder_ffn_dim=16, decoder_ffn_dim=16,
-                               max_position_embeddings=64, pad_token_id=0, decoder_start_token_id=0)).save_pretrained(root)
+    config = MarianConfig(vocab_size=80, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                          decoder_attention_heads=2, encoder_ffn_dim=16, decoder_ffn_dim=16, max_position_embeddings=64,
+                          pad_token_id=0, decoder_start_token_id=0)
+    MarianMTModel(config).save_pretrained(root)
     card = reparsed(build_model_card(root, repo_id="alice/opus-ft"))
     assert card.data.base_model == "Helsinki-NLP/opus-mt-en-es"
     assert "custom_code" not in card.data.tags

@@ -70,7 +70,8 @@ def test_plan_pushes_the_model_code_tokenizer_and_card_only(tmp_path):
     with_checkpoints = {f.path_in_repo for f in plan_upload(root, include_checkpoints=True)}
     assert with_checkpoints == MODEL_AND_CARD | CHECKPOINT_MODEL  # no optimizer states unless asked
     everything = {f.path_in_repo for f in plan_upload(root, include_optimizer_states=True, include_logs=True)}
-    assert everything == MODEL_AND_CARD | CHECKPOINT_MODEL | OPTIMIZER_STATES | {"runs/Jan01_host/events.out.tfevents.1.host"}
+    logs = {"runs/Jan01_host/events.out.tfevents.1.host"}
+    assert everything == MODEL_AND_CARD | CHECKPOINT_MODEL | OPTIMIZER_STATES | logs
     assert not any("training_args.bin" in name or name.startswith(("data/", "translations/")) for name in everything)
 
 
