@@ -85,3 +85,17 @@ def test_mismatched_checkpoints_and_foreign_weights_are_rejected(tmp_path):
         average_last_checkpoints(tmp_path, 2)
     with pytest.raises(ValueError, match="not in the model"):
         load_weights(BigModelForSeq2SeqLM(tiny_config("classic")), {"other": torch.zeros(1)})
+
+
+def test_resume_setting_resolves_to_the_newest_checkpoint_or_a_fresh_start(tmp_path):
+    from bigmodel_hf.training.checkpoints import resolve_resume_checkpoint
+
+    assert resolve_resume_checkpoint("last", tmp_path) is None  # nothing yet: start fresh
+    for step in (5, 40, 100):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    assert resolve_resume_checkpoint("last", tmp_path).endswith("checkpoint-100")
+    assert resolve_resume_checkpoint(True, tmp_path).endswith("checkpoint-100")
+    assert resolve_resume_checkpoint(None, tmp_path) is None and resolve_resume_checkpoint("false", tmp_path) is None
+    assert resolve_resume_checkpoint(str(tmp_path / "checkpoint-40"), tmp_path).endswith("checkpoint-40")
+    with pytest.raises(FileNotFoundError, match="use 'last'"):
+        resolve_resume_checkpoint(str(tmp_path / "checkpoint-7"), tmp_path)

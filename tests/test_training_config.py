@@ -158,3 +158,14 @@ def test_cpu_processes_under_a_launcher_get_use_cpu(tmp_path, monkeypatch):
     run_config = parse_run_config((TrainingArguments,), ["--output_dir", str(tmp_path)])
     assert run_config.get(TrainingArguments).use_cpu is True
     assert "use_cpu" not in run_config.resolved()  # environment-specific, not part of the reproducible run
+
+
+def test_config_overrides_from_flag_string_or_yaml_mapping():
+    from bigmodel_hf.training.translation import parse_config_overrides
+
+    assert parse_config_overrides("d_model=128, encoder_layers=2,dropout=0.1,activation=gelu") == {
+        "d_model": 128, "encoder_layers": 2, "dropout": 0.1, "activation": "gelu"}
+    assert parse_config_overrides({"d_model": 64}) == {"d_model": 64}
+    assert parse_config_overrides(None) == {}
+    with pytest.raises(ConfigError, match="d_model=128"):
+        parse_config_overrides("d_model")

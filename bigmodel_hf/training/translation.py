@@ -62,13 +62,18 @@ def parse_config_overrides(overrides) -> dict:
     return {key.strip(): yaml.safe_load(value) for key, value in pairs}
 
 
-def load_parallel_data(data: TranslationDataArguments, output_dir: str, seed: int):
-    """Raw `source`/`target` pairs with train/validation/test splits, cleaned (report in the output dir)."""
+def load_parallel_data(data: TranslationDataArguments, output_dir: str, seed: int, write_files: bool = True):
+    """Raw `source`/`target` pairs with train/validation/test splits, cleaned (report in the output dir).
+
+    `write_files=False` (processes other than the main one) reads the toy corpus the main process wrote.
+    """
     if data.dataset_name and data.train_file:
         raise ConfigError("Give either --dataset_name or --train_file (with --validation_file/--test_file), not both.")
     if data.dataset_name == TOY_DATASET:
-        files = write_toy_translation_corpus(Path(output_dir) / "data", seed=seed)
-        spec = {split: str(path) for split, path in files.items()}
+        toy_dir = Path(output_dir) / "data"
+        if write_files:
+            write_toy_translation_corpus(toy_dir, seed=seed)
+        spec = {split: str(toy_dir / f"{split}.jsonl") for split in ("train", "validation", "test")}
     elif data.train_file:
         spec = {"train": data.train_file, "validation": data.validation_file, "test": data.test_file}
         spec = {split: path for split, path in spec.items() if path}
@@ -139,55 +144,38 @@ def run_translation(run_config: RunConfig) -> dict:
     set_seed(args.seed)
     layout = OutputLayout(args.output_dir)
     if args.should_save:
-        layout.write_run_config(run_config.resolved())
+        layout.write_run_config(run_config.resolved())  # first, so even a crashed run says what it was
     resume = resolve_resume_checkpoint(args.resume_from_checkpoint, args.output_dir)
     if resume is None and list_checkpoints(args.output_dir):
         logger.warning("%s already holds checkpoints; they may be overwritten. Pass --resume_from_checkpoint last "
                        "to continue that run instead.", args.output_dir)
 
     with args.main_process_first(desc="loading data"):
-        raw = load_parallel_data(data, args.output_dir, args.seed)
+        raw = load_parallel_data(data, args.output_dir, args.seed, write_files=args.should_save)
     tokenizer = build_tokenizer(model_args, tok_args, raw, args, resuming=resume is not None)
     model = build_model(model_args, tokenizer)
     tokenized = tokenize_translation_dataset(
         raw, tokenizer, max_source_length=data.max_source_length, max_target_length=data.max_target_length,
         num_proc=data.preprocessing_num_workers,
     )
-    if args.generation_max_length:  # also the width Seq2SeqTrainer pads generated ids to
-        model.generation_config.max_length = args.generation_max_length
-    metrics = TranslationMetrics(tokenizer)
-    validation_subset = length_sorted_subset(tokenized["validation"], data.max_eval_samples)
-
-    def generate_samples(model, texts):
-        return translate_texts(model, tokenizer, texts, max_new_tokens=args.generation_max_length or 128)
-
     push = take_over_trainer_push(args)  # pushed once at the end, with the card, instead of per checkpoint
-    trainer = TranslationTrainer(
-        model=model, args=args, train_dataset=tokenized["train"], eval_dataset=validation_subset,
-        data_collator=make_seq2seq_collator(tokenizer, model), processing_class=tokenizer,
-        compute_metrics=metrics, max_tokens=data.max_tokens,
-        callbacks=build_callbacks(run, args, generate_samples, raw["validation"]["source"], raw["validation"]["target"]),
-    )
+    trainer = build_translation_trainer(run_config, model, tokenizer, raw, tokenized)
     train_output = trainer.train(resume_from_checkpoint=resume)
 
     results = {}
     if run.average_last_checkpoints > 1:
         results["checkpoint_averaging"] = keep_better_of_best_and_average(trainer, run.average_last_checkpoints)
-
     # The final decoding settings become the model's defaults, saved in generation_config.json.
-    gen = model.generation_config
-    gen.num_beams, gen.length_penalty = data.num_beams, data.length_penalty
-    gen.max_length = args.generation_max_length or data.max_target_length + 1
+    generation = model.generation_config
+    generation.num_beams, generation.length_penalty = data.num_beams, data.length_penalty
     trainer.save_model()
     for split in ("validation", "test"):
         if split in tokenized:
-            results[split] = evaluate_split(trainer, metrics, raw[split], tokenized[split], split, data, layout)
+            results[split] = evaluate_split(trainer, raw[split], tokenized[split], split, data, layout)
+
     if trainer.is_world_process_zero():
-        for split in ("validation", "test"):
-            if split in results:
-                layout.update_eval_results(split, results[split])
-        if "checkpoint_averaging" in results:
-            layout.update_eval_results("checkpoint_averaging", results["checkpoint_averaging"])
+        for split, split_results in results.items():
+            layout.update_eval_results(split, split_results)
         layout.write_run_info(describe_run(trainer, train_output, time.perf_counter() - started))
         write_model_card(args.output_dir, repo_id=push["repo_id"] if push else None)
         if push:
@@ -195,8 +183,27 @@ def run_translation(run_config: RunConfig) -> dict:
     return results
 
 
-def evaluate_split(trainer, metrics: TranslationMetrics, raw_split, tokenized_split, split, data, layout) -> dict:
+def build_translation_trainer(run_config: RunConfig, model, tokenizer, raw, tokenized) -> TranslationTrainer:
+    """The Trainer: greedy validation on a capped length-sorted subset, samples, plot, early stopping."""
+    _, _, data, run, args = run_config
+    # Seq2SeqTrainer pads generated ids to the generation config's max_length: keep it to what we decode.
+    model.generation_config.max_length = args.generation_max_length or data.max_target_length + 1
+
+    def generate_samples(model, texts):
+        return translate_texts(model, tokenizer, texts, max_new_tokens=model.generation_config.max_length - 1)
+
+    return TranslationTrainer(
+        model=model, args=args, train_dataset=tokenized["train"],
+        eval_dataset=length_sorted_subset(tokenized["validation"], data.max_eval_samples),
+        data_collator=make_seq2seq_collator(tokenizer, model), processing_class=tokenizer,
+        compute_metrics=TranslationMetrics(tokenizer), max_tokens=data.max_tokens,
+        callbacks=build_callbacks(run, args, generate_samples, raw["validation"]["source"], raw["validation"]["target"]),
+    )
+
+
+def evaluate_split(trainer, raw_split, tokenized_split, split, data, layout) -> dict:
     """Beam-search decode a split (all processes), score it, write its translations (main process)."""
+    metrics: TranslationMetrics = trainer.compute_metrics
     raw_split, tokenized_split = capped(raw_split, data.max_predict_samples), capped(tokenized_split, data.max_predict_samples)
     output = trainer.predict(
         tokenized_split, metric_key_prefix=split, num_beams=data.num_beams, length_penalty=data.length_penalty,
