@@ -169,3 +169,13 @@ def test_config_overrides_from_flag_string_or_yaml_mapping():
     assert parse_config_overrides(None) == {}
     with pytest.raises(ConfigError, match="d_model=128"):
         parse_config_overrides("d_model")
+
+
+def test_lm_recipe_arguments_parse_with_lm_defaults(tmp_path):
+    from bigmodel_hf.training import LM_DEFAULTS, TextDataArguments
+
+    _, data, _, train = parse_run_config(
+        (ModelArguments, TextDataArguments, RunArguments, TrainingArguments),
+        ["--block_size", "128", "--output_dir", str(tmp_path)], defaults=LM_DEFAULTS)
+    assert data.block_size == 128 and train.lr_scheduler_type.value == "cosine"
+    assert train.metric_for_best_model == "perplexity" and train.greater_is_better is False

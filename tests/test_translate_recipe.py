@@ -179,3 +179,14 @@ def test_two_cpu_processes_train_in_sync_and_score_like_one(corpus, tmp_path):
     single = translate_texts(model, tokenizer, [r["en"] for r in rows], num_beams=2, max_new_tokens=31)
     single_bleu = sacrebleu.corpus_bleu(single, [[r["es"] for r in rows]]).score
     assert single_bleu == pytest.approx(results["bleu"], abs=1e-9)
+
+
+def test_activation_checkpointing_and_bf16_autocast_options(corpus, tmp_path):
+    run_config = parse_translation_config(tiny_run(
+        corpus, tmp_path, max_steps=4, warmup_steps=1, eval_steps=4, save_steps=4, max_predict_samples=4,
+        num_beams=1, report_to="none", num_sample_outputs=0, activation_checkpointing="true", bf16="true",
+        use_cpu="true"))
+    *_, args = run_config
+    assert args.activation_checkpointing and args.bf16
+    results = run_translation(run_config)
+    assert results["test"]["loss"] > 0

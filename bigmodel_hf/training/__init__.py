@@ -2,7 +2,7 @@
 and the output directory layout. Recipes stay thin: parse a `RunConfig`, then call into here.
 """
 
-from .arguments import ModelArguments, RunArguments, TokenizerArguments, TranslationDataArguments
+from .arguments import ModelArguments, RunArguments, TextDataArguments, TokenizerArguments, TranslationDataArguments
 from .config import RENAMED_KEYS, RunConfig, parse_run_config
 from .defaults import LM_DEFAULTS, TRANSLATION_DEFAULTS, environment_defaults
 from .validation import ConfigError
@@ -15,6 +15,7 @@ __all__ = [
     "ModelArguments",
     "RunArguments",
     "RunConfig",
+    "TextDataArguments",
     "TokenizerArguments",
     "TranslationDataArguments",
     "environment_defaults",

@@ -63,6 +63,25 @@ class TranslationDataArguments:
 
 
 @dataclass
+class TextDataArguments:
+    """Data of the text-generation recipe (names from `run_clm.py`)."""
+
+    dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset name, or a local file/folder."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of the Hub dataset."})
+    train_file: str | None = field(default=None, metadata={"help": "Training text (.txt, .jsonl, .parquet)."})
+    validation_file: str | None = field(default=None, metadata={"help": "Validation text."})
+    text_column: str = field(default="text", metadata={"help": "Column holding the text in structured files."})
+    block_size: int = field(default=256, metadata={"help": "Tokens per packed training block."})
+    validation_split_percentage: float = field(
+        default=2.0, metadata={"help": "Percent of train held out when there is no validation split."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Cap on training documents."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Cap on validation blocks."})
+    max_tokens: int | None = field(default=None, metadata={"help": "Token budget per training batch per device."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+
+
+@dataclass
 class RunArguments:
     early_stopping_patience: int = field(
         default=0, metadata={"help": "Stop after this many evaluations without improvement; 0 = never."}
