@@ -3,6 +3,7 @@
     bigmodel-hf convert-llama LLAMA_DIR OUTPUT_DIR     # Llama-family checkpoint -> BigModelForCausalLM
     bigmodel-hf card OUTPUT_DIR                        # (re)build OUTPUT_DIR/README.md, the model card
     bigmodel-hf push OUTPUT_DIR --hub_model_id ID      # push a run's model, tokenizer and card to the Hub
+    bigmodel-hf translate --model DIR "text" ...       # translate arguments (or stdin lines), one per line
 """
 
 import argparse
@@ -43,6 +44,16 @@ def _push(args: argparse.Namespace) -> None:
     print(f"Pushed {args.output_dir} to {url}")
 
 
+def _translate(args: argparse.Namespace) -> None:
+    from .translator import Translator
+
+    texts = args.texts or [line.rstrip("\n") for line in sys.stdin]
+    translator = Translator.from_pretrained(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
+    for line in translator(texts, num_beams=args.num_beams, length_penalty=args.length_penalty,
+                           max_new_tokens=args.max_new_tokens, batch_size=args.batch_size):
+        print(line)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bigmodel-hf", description="BigModel tools for the Hugging Face stack.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -77,6 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--keep_card", action="store_true", help="push the README.md there instead of rebuilding it")
     push.add_argument("--dry_run", action="store_true", help="list the files that would be pushed; contact nothing")
     push.set_defaults(run=_push)
+
+    translate = commands.add_parser("translate", help="translate text with a trained seq2seq model folder or Hub id")
+    translate.add_argument("texts", nargs="*", help="sentences to translate (default: one per line from stdin)")
+    translate.add_argument("--model", required=True, help="output directory of recipes/translate.py, or a Hub id")
+    translate.add_argument("--num_beams", type=int, help="beam size (default: the model's generation_config)")
+    translate.add_argument("--length_penalty", type=float, help="beam length penalty (default: generation_config)")
+    translate.add_argument("--max_new_tokens", type=int, help="longest output in tokens (default: generation_config)")
+    translate.add_argument("--batch_size", type=int, default=32)
+    translate.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
+    translate.add_argument("--trust_remote_code", action="store_true", help="allow code shipped with the model")
+    translate.set_defaults(run=_translate)
     return parser
 
 

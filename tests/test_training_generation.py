@@ -55,3 +55,18 @@ def test_causal_continuations_are_left_padded_and_exclude_the_prompt():
     ids = tokenizer(TEXTS[1], return_tensors="pt")["input_ids"]
     new_tokens = model.generate(ids, max_new_tokens=5)[0, ids.shape[1]:]
     assert batched[1] == tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
+
+
+def test_max_new_tokens_bounds_the_generated_tokens(seq2seq, monkeypatch):
+    model, tokenizer = seq2seq
+    lengths = []
+    generate = model.generate
+
+    def spy(**kwargs):
+        out = generate(**kwargs)
+        lengths.append(out.shape[1])
+        return out
+
+    monkeypatch.setattr(model, "generate", spy)
+    translate_texts(model, tokenizer, TEXTS, max_new_tokens=3, batch_size=2)
+    assert lengths and max(lengths) == 1 + 3  # decoder start token + 3 new tokens (this model never stops early)

@@ -21,7 +21,9 @@ def translate_texts(
     """Translate `texts` with a seq2seq model; returns one decoded string per input, in input order."""
     return _generate_sorted(
         model, tokenizer, [(source_prefix or "") + text for text in texts], batch_size,
-        dict(num_beams=num_beams, length_penalty=length_penalty, max_new_tokens=max_new_tokens),
+        # as max_length (decoder start token + new tokens): generate warns when a checkpoint's saved
+        # max_length meets max_new_tokens, and seq2seq outputs have no prompt to count anyway
+        dict(num_beams=num_beams, length_penalty=length_penalty, max_length=max_new_tokens + 1),
         keep_prompt=False,
     )
 
