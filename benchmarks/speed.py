@@ -345,6 +345,33 @@ def markdown_tables(shape_name: str, s: Shape, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+NOTES_MARKER = "<!-- notes: kept by speed.py when it rewrites the tables above -->"
+
+ROW_SETTINGS = """## What each row is
+
+Every model: random init (seed 0), float32 weights, SDPA attention, attention and activation dropout 0, tied
+input/output embeddings (and shared source/target embeddings for seq2seq), random token ids without padding.
+Training: AdamW (lr 1e-4), loss computed by the model from `labels`, bfloat16 rows run the forward and loss
+under `torch.autocast("cpu", dtype=torch.bfloat16)` with float32 weights and optimizer. Generation:
+`generate(max_new_tokens=64, eos_token_id=None, do_sample=False, use_cache=True)` in eval mode, `num_beams`
+1 or 4, so every model emits exactly 64 tokens per sequence.
+
+- **BigModel vaswani** (`vaswani-small` preset resized): post-norm LayerNorm, sinusoidal positions, ReLU,
+  embeddings scaled by sqrt(d_model), biases, residual dropout 0.1.
+- **Marian**: `MarianMTModel` set to the same block: post-norm, fixed sinusoidal positions, scaled embeddings,
+  `activation_function="relu"` (Marian's default is swish), residual dropout 0.1.
+- **BART**: `BartForConditionalGeneration`, ReLU, scaled embeddings, residual dropout 0.1; it cannot switch off
+  its learned positions and its LayerNorm on the embeddings (one extra LayerNorm per stack).
+- **BigModel modern** (`modern-small` preset resized): pre-norm RMSNorm (eps 1e-6), RoPE (theta 10000), SwiGLU
+  of width 2/3 x ffn, grouped-query attention, no biases, no dropout (Llama has no residual dropout).
+- **Llama**: `LlamaForCausalLM` with the same sizes, eps, RoPE, kv heads, tied embeddings.
+- **BigModel pre-LN**: our block set to GPT-2's recipe: pre-norm LayerNorm, learned positions, exact GELU,
+  biases, unscaled embeddings, residual and embedding dropout 0.1.
+- **GPT-2**: `GPT2LMHeadModel` with `activation_function="gelu"` (exact, instead of its tanh approximation),
+  resid/embd dropout 0.1, attention dropout 0.
+"""
+
+
 def machine_conditions() -> str:
     load = os.getloadavg()
     return (f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} "
@@ -401,8 +428,12 @@ def main():
         f"{peaks['bf16'] / 1e9:.0f} GFLOP/s. MFU = counted forward+backward matmul FLOPs per step (attention "
         "products included) / step time / peak of the step's dtype.",
         "",
+        ROW_SETTINGS,
         *[section + "\n" for section in sections],
     ])
+    # Hand-written analysis below the marker (profiles, changes and their measured effect) survives reruns.
+    if args.output.exists() and NOTES_MARKER in args.output.read_text():
+        text += "\n" + NOTES_MARKER + args.output.read_text().split(NOTES_MARKER, 1)[1]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
     print("wrote", args.output)
