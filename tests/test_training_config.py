@@ -179,3 +179,13 @@ def test_lm_recipe_arguments_parse_with_lm_defaults(tmp_path):
         ["--block_size", "128", "--output_dir", str(tmp_path)], defaults=LM_DEFAULTS)
     assert data.block_size == 128 and train.lr_scheduler_type.value == "cosine"
     assert train.metric_for_best_model == "perplexity" and train.greater_is_better is False
+
+
+def test_runs_too_short_to_evaluate_are_warned_about(tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="bigmodel_hf.training.config"):
+        parse(["--max_steps", "100", "--eval_steps", "200", "--save_steps", "200"], tmp_path)
+    assert "eval_steps (200) exceeds max_steps (100)" in caplog.text and "save_steps (200)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="bigmodel_hf.training.config"):
+        parse(["--max_steps", "100", "--eval_steps", "50", "--save_steps", "50"], tmp_path)
+    assert "exceeds max_steps" not in caplog.text

@@ -9,6 +9,7 @@ argument dataclasses (ours and `Seq2SeqTrainingArguments`) is a flag with its he
 
 import dataclasses
 import difflib
+import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -18,7 +19,9 @@ import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 from .defaults import environment_defaults
-from .validation import ConfigError, check_values
+from .validation import ConfigError, advisories, check_values
+
+logger = logging.getLogger(__name__)
 
 # Keys from transformers 4.x scripts and tutorials that 5.x renamed or removed, with what to write instead.
 RENAMED_KEYS = {
@@ -131,6 +134,8 @@ def parse_run_config(
     parser.set_defaults(**{**environment_defaults(), **(defaults or {}), **file_values})
     namespace = vars(parser.parse_args(argv))
     check_values(namespace)
+    for note in advisories(namespace):
+        logger.warning(note)
     instances = []
     for cls in argument_types:
         init_values = {f.name: namespace[f.name] for f in dataclasses.fields(cls) if f.init}

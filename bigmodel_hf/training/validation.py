@@ -59,6 +59,18 @@ def check_values(values: Mapping) -> None:
         raise ConfigError("Invalid settings:\n  " + "\n  ".join(problems))
 
 
+def advisories(values: Mapping) -> list[str]:
+    """Legal settings that probably don't do what was meant (logged as warnings, not errors)."""
+    notes = []
+    max_steps = values.get("max_steps") or -1
+    for kind in ("eval", "save"):
+        steps = values.get(f"{kind}_steps")
+        if str(values.get(f"{kind}_strategy", "")).endswith("steps") and 0 < max_steps < (steps or 0):
+            notes.append(f"{kind}_steps ({steps:g}) exceeds max_steps ({max_steps}): no {kind} happens during "
+                         f"training; lower {kind}_steps to see {'validation scores' if kind == 'eval' else 'checkpoints'}")
+    return notes
+
+
 def _checkpoint_problems(values: Mapping) -> list[str]:
     """Early stopping and checkpoint averaging need evaluations and enough kept checkpoints."""
     problems = []
