@@ -201,3 +201,23 @@ def test_activation_checkpointing_and_bf16_autocast_options(corpus, tmp_path):
     assert args.activation_checkpointing and args.bf16
     results = run_translation(run_config)
     assert results["test"]["loss"] > 0
+
+
+def test_checkpoint_averaging_and_token_budget_batches(corpus, tmp_path):
+    from safetensors.torch import load_file
+
+    from bigmodel_hf.training.checkpoints import average_checkpoints
+
+    results = run_translation(parse_translation_config(tiny_run(
+        corpus, tmp_path, max_steps=30, warmup_steps=2, eval_steps=10, save_steps=10, average_last_checkpoints=2,
+        max_tokens=120, max_predict_samples=4, report_to="none", num_sample_outputs=0)))
+    averaging = results["checkpoint_averaging"]
+    assert averaging["checkpoints"] == ["checkpoint-20", "checkpoint-30"]
+    assert averaging["kept"] == ("averaged" if averaging["bleu_averaged"] >= averaging["bleu_before"] else "best")
+    saved = load_file(tmp_path / "model.safetensors")
+    averaged = average_checkpoints([tmp_path / "checkpoint-20", tmp_path / "checkpoint-30"])
+    name = "model.encoder.layers.0.self_attn.q_proj.weight"
+    assert torch.equal(saved[name], averaged[name]) == (averaging["kept"] == "averaged")
+    state = json.loads((tmp_path / "checkpoint-30" / "trainer_state.json").read_text())
+    # 120-token batches hold fewer than the 12 sentences of a fixed batch: more steps per epoch
+    assert state["epoch"] < 30 / (24 / 12)
