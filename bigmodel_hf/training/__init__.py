@@ -1,5 +1,15 @@
-"""What the translation and text-generation recipes share: configuration, Trainer callbacks, checkpoints,
-and the output directory layout. Recipes stay thin: parse a `RunConfig`, then call into here.
+"""What the translation and text-generation recipes share. Recipes stay thin: parse a `RunConfig`, call here.
+
+- `config`, `arguments`, `defaults`, `validation`: the run's settings (defaults < YAML < flags), checked
+  at start (renamed/unknown keys, bad values) -> `parse_run_config(argument_types, argv, defaults)`.
+- `callbacks` (+ `plotting`): loss/metric PNG, sample outputs at each evaluation, early stopping.
+- `checkpoints`: checkpoints in step order, averaging the last N, `--resume_from_checkpoint last`.
+- `evaluation`: `TranslationMetrics` (BLEU/chrF from generated ids), the capped length-sorted validation
+  subset; the LM side uses `bigmodel_hf.metrics.perplexity` (token-weighted, in-process).
+- `generation`: batched `translate_texts` / left-padded `continue_texts` from strings.
+- `output`, `run_info`: the output directory layout, `eval_results.json`, `run_info.json`.
+- `trainers`: `TranslationTrainer` (token budget + exact gathering of metrics across processes).
+- `translation`: the translation run itself (imported on demand; it pulls in the model and data code).
 """
 
 from .arguments import ModelArguments, RunArguments, TextDataArguments, TokenizerArguments, TranslationDataArguments
