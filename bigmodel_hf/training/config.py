@@ -118,6 +118,7 @@ def parse_run_config(
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser(list(argument_types))
+    parser.add_argument(f"--{CONFIG_FLAG}", help="flat YAML file of settings; flags given here override it")  # for --help
     fields = {f.name: f for cls in argument_types for f in dataclasses.fields(cls) if f.init}
     known = set(fields)
     boolean_keys = {name for name, f in fields.items() if f.type in (bool, "bool", bool | None, "bool | None")}
