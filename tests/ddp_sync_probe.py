@@ -1,4 +1,4 @@
-"""Run `recipes/translate.py` under a launcher with one extra callback that records, per rank, the first
+"""Run `recipes/translate.py` (or `$SYNC_PROBE_RECIPE`, e.g. generate_text.py) under a launcher with one extra callback that records, per rank, the first
 training batch and a checksum of the final weights (rank 0 writes `<output_dir>/sync_probe.json`).
 
 Used by tests/test_translate_recipe.py to show that 2 launched processes really train as one job:
@@ -6,6 +6,7 @@ different data on each rank, identical weights at the end (gradients were all-re
 """
 
 import json
+import os
 import runpy
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import torch
 import torch.distributed as dist
 from transformers import TrainerCallback
 
+import bigmodel_hf.training.text_generation as text_generation
 import bigmodel_hf.training.translation as translation
 
 
@@ -32,9 +34,10 @@ class SyncProbe(TrainerCallback):
 
 
 build_callbacks = translation.build_callbacks
-translation.build_callbacks = lambda *a, **k: build_callbacks(*a, **k) + [SyncProbe()]
+for recipe_module in (translation, text_generation):
+    recipe_module.build_callbacks = lambda *a, **k: build_callbacks(*a, **k) + [SyncProbe()]
 
 if __name__ == "__main__":
     torch.manual_seed(0)
-    sys.argv = [str(Path(__file__).resolve().parents[1] / "recipes" / "translate.py")] + sys.argv[1:]
+    sys.argv = [str(Path(__file__).resolve().parents[1] / "recipes" / os.environ.get("SYNC_PROBE_RECIPE", "translate.py"))] + sys.argv[1:]
     runpy.run_path(sys.argv[0], run_name="__main__")

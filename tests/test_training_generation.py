@@ -51,8 +51,10 @@ def test_causal_continuations_are_left_padded_and_exclude_the_prompt():
     batched = continue_texts(model, tokenizer, TEXTS, max_new_tokens=5, batch_size=4)
     single = [continue_texts(model, tokenizer, [text], max_new_tokens=5)[0] for text in TEXTS]
     assert batched == single and tokenizer.padding_side == "right"
-    # only the new tokens come back, not the prompt
+    # only the new tokens come back, not the prompt; the prompt does not end with the tokenizer's EOS
     ids = tokenizer(TEXTS[1], return_tensors="pt")["input_ids"]
+    assert ids[0, -1] == tokenizer.eos_token_id
+    ids = ids[:, :-1]
     new_tokens = model.generate(ids, max_new_tokens=5)[0, ids.shape[1]:]
     assert batched[1] == tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
 

@@ -94,3 +94,34 @@ class RunArguments:
         default=4, metadata={"help": "Sample translations/generations logged at each evaluation."}
     )
     plot: bool = field(default=True, metadata={"help": "Write a PNG of loss and metric curves to the output dir."})
+
+
+@dataclass
+class CausalLMArguments:
+    """The text-generation recipe's own settings: tokenizer from scratch, conversion, LoRA, sampling."""
+
+    vocab_size: int = field(default=8000, metadata={"help": "Vocabulary of the byte-level BPE trained from scratch."})
+    tokenizer_min_frequency: int = field(default=2, metadata={"help": "Minimum count of a merge when training it."})
+    convert_to_bigmodel: bool = field(
+        default=False, metadata={"help": "Convert a Llama-family --model_name_or_path into BigModelForCausalLM first."}
+    )
+    use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters (peft) instead of all weights."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
+    lora_target_modules: str = field(
+        default="q_proj,k_proj,v_proj,o_proj",
+        metadata={"help": "Comma-separated module names that get adapters (BigModel/Llama attention by default; "
+                          "GPT-2: c_attn,c_proj)."},
+    )
+    merge_lora: bool = field(
+        default=False, metadata={"help": "Save the base model with the adapters merged in, instead of the adapters."}
+    )
+    wsd_decay_steps: float = field(
+        default=0.2,
+        metadata={"help": "lr_scheduler_type warmup_stable_decay: steps of the final decay (below 1: a fraction "
+                          "of all steps), unless lr_scheduler_kwargs gives num_decay_steps."},
+    )
+    max_new_tokens: int = field(default=48, metadata={"help": "Tokens generated per sample (and the saved default)."})
+    temperature: float = field(default=0.8, metadata={"help": "Sampling temperature of samples and saved default."})
+    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling of samples and saved default."})

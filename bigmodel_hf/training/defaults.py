@@ -46,6 +46,7 @@ TRANSLATION_DEFAULTS = {
 LM_DEFAULTS = {
     **COMMON_DEFAULTS,
     "output_dir": "outputs/generate_text",
+    "preset": "modern-small",
     "lr_scheduler_type": "cosine",
     "learning_rate": 6e-4,
     "weight_decay": 0.1,

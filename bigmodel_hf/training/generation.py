@@ -32,7 +32,10 @@ def translate_texts(
 def continue_texts(
     model, tokenizer, prompts: list[str], max_new_tokens: int = 50, batch_size: int = 16, **generate_kwargs
 ) -> list[str]:
-    """Continue `prompts` with a causal LM (left-padded, as decoder-only batched generation needs)."""
+    """Continue `prompts` with a causal LM (left-padded, as decoder-only batched generation needs).
+
+    A prompt is not a finished document: the EOS our LM tokenizers append to every text is removed.
+    """
     return _generate_sorted(
         model, tokenizer, prompts, batch_size, dict(max_new_tokens=max_new_tokens, **generate_kwargs), keep_prompt=True
     )
@@ -49,7 +52,7 @@ def _generate_sorted(model, tokenizer, texts, batch_size, generate_kwargs, keep_
         outputs: list[str] = [""] * len(texts)
         for start in range(0, len(order), batch_size):
             batch_ids = order[start:start + batch_size]
-            batch = tokenizer([texts[i] for i in batch_ids], return_tensors="pt", padding=True)
+            batch = (_encode_prompts if keep_prompt else _encode)(tokenizer, [texts[i] for i in batch_ids])
             batch = {k: v.to(model.device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
             generated = model.generate(**batch, **generate_kwargs)
             if keep_prompt:
@@ -60,3 +63,13 @@ def _generate_sorted(model, tokenizer, texts, batch_size, generate_kwargs, keep_
     finally:
         tokenizer.padding_side = padding_side
         model.train(was_training)
+
+
+def _encode(tokenizer, texts):
+    return tokenizer(texts, return_tensors="pt", padding=True)
+
+
+def _encode_prompts(tokenizer, texts):
+    eos = tokenizer.eos_token_id
+    ids = [row[:-1] if len(row) > 1 and row[-1] == eos else row for row in tokenizer(texts)["input_ids"]]
+    return tokenizer.pad({"input_ids": ids}, return_tensors="pt")

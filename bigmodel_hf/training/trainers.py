@@ -8,7 +8,9 @@ duplicated sentences (25 pairs on 2 processes were scored as 128). `gather_for_m
 
 import functools
 
-from ..batching import TokenBudgetSeq2SeqTrainer
+from transformers import SchedulerType
+
+from ..batching import TokenBudgetSeq2SeqTrainer, TokenBudgetTrainer
 
 
 class ExactGatherMixin:
@@ -27,3 +29,20 @@ class ExactGatherMixin:
 
 class TranslationTrainer(ExactGatherMixin, TokenBudgetSeq2SeqTrainer):
     """Seq2SeqTrainer + token-budget batches (`max_tokens=`) + exact gathering across processes."""
+
+
+class CausalLMTrainer(ExactGatherMixin, TokenBudgetTrainer):
+    """Trainer + token-budget batches + exact gathering, and the warmup-stable-decay schedule sized by
+    `wsd_decay_steps` (a float below 1 is a fraction of all steps, like `warmup_steps`)."""
+
+    def __init__(self, *args, wsd_decay_steps: float = 0.2, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.wsd_decay_steps = wsd_decay_steps
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        kwargs = dict(self.args.lr_scheduler_kwargs or {})
+        if self.args.lr_scheduler_type == SchedulerType.WARMUP_STABLE_DECAY and "num_decay_steps" not in kwargs:
+            decay = self.wsd_decay_steps
+            kwargs["num_decay_steps"] = round(decay * num_training_steps) if decay < 1 else int(decay)
+            self.args.lr_scheduler_kwargs = kwargs  # what the parent's create_scheduler reads
+        return super().create_scheduler(num_training_steps, optimizer)

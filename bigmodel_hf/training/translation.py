@@ -4,39 +4,31 @@
 function of the parsed arguments, so tests and other entry points can reuse them one by one.
 """
 
-import logging
 import time
 from pathlib import Path
 
-from transformers import AutoModelForSeq2SeqLM, Seq2SeqTrainingArguments, set_seed
+from transformers import AutoModelForSeq2SeqLM, Seq2SeqTrainingArguments
 
 from ..batching import make_seq2seq_collator
-from ..cards import write_model_card
-from ..configuration_bigmodel import BigModelConfig
 from ..data import clean_translation_dataset, load_translation_dataset
 from ..metrics import corpus_translation_scores
-from ..hub import push_output_dir, take_over_trainer_push
+from ..hub import take_over_trainer_push
 from ..modeling_bigmodel import BigModelForSeq2SeqLM
-from ..tokenization import (
-    check_tokenizer_matches_model,
-    load_pretrained_tokenizer,
-    tokenize_translation_dataset,
-    train_translation_tokenizer,
-)
+from ..tokenization import check_tokenizer_matches_model, tokenize_translation_dataset, train_translation_tokenizer
 from ..toy_data import write_toy_translation_corpus
 from .arguments import ModelArguments, RunArguments, TokenizerArguments, TranslationDataArguments
 from .callbacks import build_callbacks
-from .checkpoints import average_last_checkpoints, list_checkpoints, load_weights, resolve_resume_checkpoint
+from .checkpoints import average_last_checkpoints, load_weights
 from .config import RunConfig, parse_run_config
 from .defaults import TRANSLATION_DEFAULTS
 from .evaluation import TranslationMetrics, length_sorted_subset
 from .generation import translate_texts
-from .output import OutputLayout, strip_metric_prefix
-from .run_info import describe_run
+from .output import strip_metric_prefix
+from .runs import capped, finish_run, parse_config_overrides, preset_config, start_run, tokenizer_for_run
 from .trainers import TranslationTrainer
 from .validation import ConfigError
 
-logger = logging.getLogger(__name__)
+__all__ = ["parse_config_overrides", "parse_translation_config", "run_translation"]
 
 TRANSLATION_ARGUMENT_TYPES = (
     ModelArguments, TokenizerArguments, TranslationDataArguments, RunArguments, Seq2SeqTrainingArguments,
@@ -46,20 +38,6 @@ TOY_DATASET = "toy_en_es"  # `--dataset_name toy_en_es`: the synthetic corpus of
 
 def parse_translation_config(argv=None, default_config=None) -> RunConfig:
     return parse_run_config(TRANSLATION_ARGUMENT_TYPES, argv, TRANSLATION_DEFAULTS, default_config)
-
-
-def parse_config_overrides(overrides) -> dict:
-    """`"d_model=128,encoder_layers=2"` (values read as YAML scalars) or a mapping -> dict."""
-    import yaml
-
-    if not overrides:
-        return {}
-    if isinstance(overrides, dict):
-        return dict(overrides)
-    pairs = [item.split("=", 1) for item in str(overrides).split(",") if item.strip()]
-    if any(len(pair) != 2 for pair in pairs):
-        raise ConfigError(f"config_overrides must look like 'd_model=128,encoder_layers=2', got {overrides!r}.")
-    return {key.strip(): yaml.safe_load(value) for key, value in pairs}
 
 
 def load_parallel_data(data: TranslationDataArguments, output_dir: str, seed: int, write_files: bool = True):
@@ -95,21 +73,11 @@ def load_parallel_data(data: TranslationDataArguments, output_dir: str, seed: in
 
 
 def build_tokenizer(model_args: ModelArguments, tok_args: TokenizerArguments, raw, training_args, resuming: bool):
-    """The checkpoint's (or `tokenizer_name`'s) tokenizer, or one trained on the training split.
-
-    Trained once, by the main process, into `<output_dir>/tokenizer`; the other processes load that copy.
-    """
-    name = model_args.tokenizer_name or model_args.model_name_or_path
-    if name:
-        return load_pretrained_tokenizer(name, trust_remote_code=model_args.trust_remote_code)
-    saved = Path(training_args.output_dir) / "tokenizer"
-    with training_args.main_process_first(desc="training the tokenizer"):
-        if (saved / "tokenizer.json").is_file() and (resuming or not training_args.should_save):
-            return load_pretrained_tokenizer(saved)
-        return train_translation_tokenizer(
-            raw["train"], vocab_size=tok_args.vocab_size, model_type=tok_args.tokenizer_type,
-            min_frequency=tok_args.tokenizer_min_frequency, save_dir=saved,
-        )
+    """The checkpoint's (or `tokenizer_name`'s) tokenizer, or a joint one trained on the training split."""
+    return tokenizer_for_run(model_args, training_args, resuming, train=lambda save_dir: train_translation_tokenizer(
+        raw["train"], vocab_size=tok_args.vocab_size, model_type=tok_args.tokenizer_type,
+        min_frequency=tok_args.tokenizer_min_frequency, save_dir=save_dir,
+    ))
 
 
 def build_model(model_args: ModelArguments, tokenizer):
@@ -118,38 +86,16 @@ def build_model(model_args: ModelArguments, tokenizer):
         return AutoModelForSeq2SeqLM.from_pretrained(
             model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code, cache_dir=model_args.cache_dir
         )
-    config = BigModelConfig.from_preset(
-        model_args.preset,
-        **{
-            "vocab_size": len(tokenizer),
-            "pad_token_id": tokenizer.pad_token_id,
-            "bos_token_id": tokenizer.bos_token_id,
-            "eos_token_id": tokenizer.eos_token_id,
-            **parse_config_overrides(model_args.config_overrides),
-        },
-    )
-    model = BigModelForSeq2SeqLM(config)
+    model = BigModelForSeq2SeqLM(preset_config(model_args, tokenizer))
     check_tokenizer_matches_model(tokenizer, model.config)
     return model
-
-
-def capped(dataset, max_samples):
-    return dataset if max_samples is None else dataset.select(range(min(max_samples, len(dataset))))
 
 
 def run_translation(run_config: RunConfig) -> dict:
     """Train and evaluate; returns the `eval_results.json` content. Writes the output directory layout."""
     started = time.perf_counter()
     model_args, tok_args, data, run, args = run_config
-    set_seed(args.seed)
-    layout = OutputLayout(args.output_dir)
-    if args.should_save:
-        layout.write_run_config(run_config.resolved())  # first, so even a crashed run says what it was
-    resume = resolve_resume_checkpoint(args.resume_from_checkpoint, args.output_dir)
-    if resume is None and list_checkpoints(args.output_dir):
-        logger.warning("%s already holds checkpoints; they may be overwritten. Pass --resume_from_checkpoint last "
-                       "to continue that run instead.", args.output_dir)
-
+    layout, resume = start_run(run_config, args)
     with args.main_process_first(desc="loading data"):
         raw = load_parallel_data(data, args.output_dir, args.seed, write_files=args.should_save)
     tokenizer = build_tokenizer(model_args, tok_args, raw, args, resuming=resume is not None)
@@ -173,13 +119,7 @@ def run_translation(run_config: RunConfig) -> dict:
         if split in tokenized:
             results[split] = evaluate_split(trainer, raw[split], tokenized[split], split, data, layout)
 
-    if trainer.is_world_process_zero():
-        for split, split_results in results.items():
-            layout.update_eval_results(split, split_results)
-        layout.write_run_info(describe_run(trainer, train_output, time.perf_counter() - started))
-        write_model_card(args.output_dir, repo_id=push["repo_id"] if push else None)
-        if push:
-            print(f"Pushed to {push_output_dir(args.output_dir, **push)}")
+    finish_run(trainer, train_output, results, started, push)
     return results
 
 

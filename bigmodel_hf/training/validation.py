@@ -34,6 +34,9 @@ def check_values(values: Mapping) -> None:
             ("max_target_length", int),
             ("generation_max_length", int),
             ("vocab_size", int),
+            ("block_size", int),
+            ("lora_r", int),
+            ("max_new_tokens", int),
         ]
     ]
     max_steps = values.get("max_steps")

@@ -1,0 +1,106 @@
+"""The steps every recipe run takes around its own training: start, tokenizer, model config, finish.
+
+    layout, resume = start_run(run_config)        # seed, run_config.yaml, which checkpoint to resume
+    tokenizer = tokenizer_for_run(model_args, training_args, resuming, train=...)
+    config = preset_config(model_args, tokenizer, is_encoder_decoder=False)
+    ...                                           # the recipe's data, model, Trainer, evaluation
+    finish_run(trainer, train_output, results, started, push)   # eval_results.json, run_info, card, push
+"""
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from transformers import set_seed
+
+from ..cards import write_model_card
+from ..configuration_bigmodel import BigModelConfig
+from ..hub import push_output_dir
+from ..tokenization import load_pretrained_tokenizer
+from .checkpoints import list_checkpoints, resolve_resume_checkpoint
+from .config import RunConfig
+from .output import OutputLayout
+from .run_info import describe_run
+from .validation import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+def parse_config_overrides(overrides) -> dict:
+    """`"d_model=128,encoder_layers=2"` (values read as YAML scalars) or a mapping -> dict."""
+    import yaml
+
+    if not overrides:
+        return {}
+    if isinstance(overrides, dict):
+        return dict(overrides)
+    pairs = [item.split("=", 1) for item in str(overrides).split(",") if item.strip()]
+    if any(len(pair) != 2 for pair in pairs):
+        raise ConfigError(f"config_overrides must look like 'd_model=128,encoder_layers=2', got {overrides!r}.")
+    return {key.strip(): yaml.safe_load(value) for key, value in pairs}
+
+
+def start_run(run_config: RunConfig, training_args) -> tuple[OutputLayout, str | None]:
+    """Seed, save the resolved run first (so even a crashed run says what it was), pick the checkpoint
+    to resume from (None = fresh start; warns when a fresh start would overwrite checkpoints)."""
+    set_seed(training_args.seed)
+    layout = OutputLayout(training_args.output_dir)
+    if training_args.should_save:
+        layout.write_run_config(run_config.resolved())
+    resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    if resume is None and list_checkpoints(training_args.output_dir):
+        logger.warning("%s already holds checkpoints; they may be overwritten. Pass --resume_from_checkpoint last "
+                       "to continue that run instead.", training_args.output_dir)
+    return layout, resume
+
+
+def tokenizer_for_run(model_args, training_args, resuming: bool, train: Callable[[Path], object]):
+    """The checkpoint's (or `tokenizer_name`'s) tokenizer, or one trained by `train(save_dir)`.
+
+    Trained once, by the main process, into `<output_dir>/tokenizer`; the other processes, and a resumed
+    run, load that copy (so ids never change under a checkpoint).
+    """
+    name = model_args.tokenizer_name or model_args.model_name_or_path
+    if name:
+        return load_pretrained_tokenizer(name, trust_remote_code=model_args.trust_remote_code)
+    saved = Path(training_args.output_dir) / "tokenizer"
+    with training_args.main_process_first(desc="training the tokenizer"):
+        if (saved / "tokenizer.json").is_file() and (resuming or not training_args.should_save):
+            return load_pretrained_tokenizer(saved)
+        return train(saved)
+
+
+def preset_config(model_args, tokenizer, **fixed) -> BigModelConfig:
+    """`BigModelConfig` of `model_args.preset`, sized to the tokenizer, with `fixed` and then the run's
+    `config_overrides` over it."""
+    return BigModelConfig.from_preset(
+        model_args.preset,
+        **{
+            "vocab_size": len(tokenizer),
+            "pad_token_id": tokenizer.pad_token_id,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            **fixed,
+            **parse_config_overrides(model_args.config_overrides),
+        },
+    )
+
+
+def capped(dataset, max_samples):
+    return dataset if max_samples is None else dataset.select(range(min(max_samples, len(dataset))))
+
+
+def finish_run(trainer, train_output, results: dict, started: float, push: dict | None, card: bool = True) -> None:
+    """Main process: each split's results into eval_results.json, run_info.json, the card, the push."""
+    if not trainer.is_world_process_zero():
+        return
+    output_dir = trainer.args.output_dir
+    layout = OutputLayout(output_dir)
+    for split, split_results in results.items():
+        layout.update_eval_results(split, split_results)
+    layout.write_run_info(describe_run(trainer, train_output, time.perf_counter() - started))
+    if card:
+        write_model_card(output_dir, repo_id=push["repo_id"] if push else None)
+    if push:
+        print(f"Pushed to {push_output_dir(output_dir, **push)}")
