@@ -322,3 +322,15 @@ def test_smollm2_fine_tunes_as_llama_and_as_converted_bigmodel(tmp_path):
     for result in (llama, converted):
         assert result["perplexity"] < result["perplexity_at_start"]
     assert converted["perplexity"] == pytest.approx(llama["perplexity"], rel=1e-2)
+
+
+def test_stdlib_corpus_run_and_its_card(tmp_path):
+    """The embedded default's corpus, written into the output dir; the card names it, not as a Hub dataset."""
+    results = run(flags(dataset_name="stdlib_docs", output_dir=tmp_path, config_overrides=TINY_MODEL, vocab_size=300,
+                        block_size=BLOCK, max_train_samples=60, max_eval_samples=8, **{**QUICK, "max_steps": 2}))
+    train = (tmp_path / "data" / "train.jsonl").read_text().splitlines()
+    validation = (tmp_path / "data" / "validation.jsonl").read_text().splitlines()
+    assert len(train) > 1000 and validation and not set(train) & set(validation)
+    assert results["validation"]["blocks"] == 8
+    card = (tmp_path / "README.md").read_text("utf-8")
+    assert "bigmodel_hf.stdlib_corpus" in card and "datasets:" not in card.split("---")[1]
