@@ -1,0 +1,297 @@
+"""Quality at equal wall-clock (issue 4): our translation recipe vs. the plain transformers baseline.
+
+Two arms, each trained for the same training-time budget on `bible_en_es` and scored on its validation
+split with the same decoding (beam 4, same maximum length), sacreBLEU BLEU and chrF:
+
+- `ours`: `BigModelForSeq2SeqLM` from the `vaswani-small` preset with the recipe's training pieces
+  (`TranslationTrainer`: token-budget batches; label smoothing 0.1; inverse-sqrt schedule with warmup;
+  bf16 autocast).
+- `baseline`: transformers' `MarianMTModel` of the same shape (d_model 256, 3+3 layers, 4 heads, ffn
+  1024) with a plain `Seq2SeqTrainer` (fixed batch size, linear schedule, no label smoothing, float32).
+
+Both use the same cleaned data and the same joint BPE tokenizer (trained once by `--arm prepare`), and
+stop by `WallClockStop` once `--budget_minutes` of training time have passed (no evaluation during
+training). Run the arms as two processes pinned to one core each, at the same time:
+
+    python benchmarks/translation_quality.py --arm prepare
+    OMP_NUM_THREADS=1 nohup taskset -c 0 python benchmarks/translation_quality.py --arm ours &
+    OMP_NUM_THREADS=1 nohup taskset -c 1 python benchmarks/translation_quality.py --arm baseline &
+
+Each arm writes `<out>/<arm>/result.json`; `--arm report` turns both into
+`benchmarks/results/translation_quality.md`. `--smoke` shrinks the budget to 2 minutes and the
+validation set to 100 pairs.
+"""
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+from transformers import (
+    MarianConfig,
+    MarianMTModel,
+    Seq2SeqTrainer,
+    Seq2SeqTrainingArguments,
+    TrainerCallback,
+    set_seed,
+)
+
+from bigmodel_hf.batching import make_seq2seq_collator
+from bigmodel_hf.configuration_bigmodel import BigModelConfig
+from bigmodel_hf.data import clean_translation_dataset, load_translation_dataset
+from bigmodel_hf.metrics import corpus_translation_scores
+from bigmodel_hf.modeling_bigmodel import BigModelForSeq2SeqLM
+from bigmodel_hf.tokenization import load_pretrained_tokenizer, tokenize_translation_dataset, train_translation_tokenizer
+from bigmodel_hf.training.trainers import TranslationTrainer
+
+DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "bible_en_es"
+RESULTS_MD = Path(__file__).resolve().parent / "results" / "translation_quality.md"
+SHAPE = dict(d_model=256, encoder_layers=3, decoder_layers=3, num_attention_heads=4, ffn_dim=1024)
+
+# The settings of each arm (flag-free on purpose: the benchmark compares these two setups).
+OURS = dict(preset="vaswani-small", max_tokens=2048, learning_rate=1e-3, lr_scheduler_type="inverse_sqrt",
+            warmup_steps=200, label_smoothing_factor=0.1, bf16=True, adam_beta2=0.98, weight_decay=0.01)
+BASELINE = dict(per_device_train_batch_size=32, learning_rate=5e-4, lr_scheduler_type="linear",
+                warmup_steps=0.05, label_smoothing_factor=0.0, bf16=False)
+DECODING = dict(num_beams=4, max_new_tokens=160, batch_size=32)
+
+
+class WallClockStop(TrainerCallback):
+    """Stop training once `budget_s` seconds of training have passed (time inside evaluations excluded)."""
+
+    def __init__(self, budget_s: float):
+        self.budget_s, self.started, self.paused, self.training_s = budget_s, None, 0.0, 0.0
+        self._eval_started = None
+        self.loads: list[float] = []  # 1-minute load average at each log: how busy the machine was
+
+    def on_log(self, args, state, control, **kwargs):
+        self.loads.append(os.getloadavg()[0])
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.perf_counter()
+
+    def on_prediction_step(self, args, state, control, **kwargs):
+        if self._eval_started is None:
+            self._eval_started = time.perf_counter()
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        if self._eval_started is not None:
+            self.paused += time.perf_counter() - self._eval_started
+            self._eval_started = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.training_s = time.perf_counter() - self.started - self.paused
+        if self.training_s >= self.budget_s:
+            control.should_training_stop = True
+
+
+class CountTargetTokens:
+    """Mix in before a Trainer class: count the non-padding target tokens of every training batch."""
+
+    target_tokens = 0
+
+    def training_step(self, model, inputs, *args, **kwargs):
+        self.target_tokens += int((inputs["labels"] != -100).sum())
+        return super().training_step(model, inputs, *args, **kwargs)
+
+
+class OursTrainer(CountTargetTokens, TranslationTrainer):
+    pass
+
+
+class BaselineTrainer(CountTargetTokens, Seq2SeqTrainer):
+    pass
+
+
+def prepare(data_dir: Path, out: Path, vocab_size: int = 8000, seed: int = 42):
+    """Cleaned train/validation pairs and the joint BPE tokenizer, shared by both arms (saved under `out`)."""
+    raw = load_translation_dataset(
+        {"train": str(data_dir / "train.jsonl"), "validation": str(data_dir / "validation.jsonl")},
+        src_lang="en", tgt_lang="es", validation_size=None, seed=seed,
+    )
+    raw, _report = clean_translation_dataset(raw, report_dir=out)
+    raw.save_to_disk(str(out / "data"))
+    train_translation_tokenizer(raw["train"], vocab_size=vocab_size, save_dir=out / "tokenizer")
+    return raw
+
+
+def build_model(arm: str, tokenizer, shape: dict):
+    ids = dict(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+               eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.bos_token_id)
+    if arm == "ours":
+        model = BigModelForSeq2SeqLM(BigModelConfig.from_preset(OURS["preset"], **shape, **ids))
+    else:
+        config = MarianConfig(
+            d_model=shape["d_model"], encoder_layers=shape["encoder_layers"], decoder_layers=shape["decoder_layers"],
+            encoder_attention_heads=shape["num_attention_heads"], decoder_attention_heads=shape["num_attention_heads"],
+            encoder_ffn_dim=shape["ffn_dim"], decoder_ffn_dim=shape["ffn_dim"], forced_eos_token_id=None,
+            max_position_embeddings=512, **ids,
+        )
+        model = MarianMTModel(config)
+    generation = model.generation_config
+    generation.decoder_start_token_id, generation.forced_eos_token_id = tokenizer.bos_token_id, None
+    generation.bad_words_ids = None
+    return model
+
+
+def train_arm(arm: str, raw, tokenizer, out: Path, budget_s: float, shape: dict = SHAPE, seed: int = 42,
+              name: str | None = None,
+              logging_steps: int = 50, max_steps: int = -1, overrides: dict | None = None) -> dict:
+    """Train one arm for `budget_s` seconds of training time, decode validation, return the result row.
+
+    `max_steps` only sets the length of the baseline's linear schedule (a user would size it to the
+    budget); training stops by wall clock either way.
+    """
+    name = name or arm
+    set_seed(seed)
+    model = build_model(arm, tokenizer, shape)
+    tokenized = tokenize_translation_dataset(raw, tokenizer, max_source_length=128, max_target_length=128)
+    settings = {**(OURS if arm == "ours" else BASELINE), **(overrides or {})}
+    common = dict(output_dir=str(out / name), report_to=[], eval_strategy="no", save_strategy="no", seed=seed,
+                  logging_steps=logging_steps, logging_first_step=True, max_grad_norm=1.0, use_cpu=True,
+                  dataloader_num_workers=0, disable_tqdm=True, max_steps=max_steps,
+                  num_train_epochs=1000 if max_steps < 0 else 1)
+    clock = WallClockStop(budget_s)
+    if arm == "ours":
+        max_tokens = settings.pop("max_tokens")
+        settings.pop("preset")
+        args = Seq2SeqTrainingArguments(**common, **settings)
+        trainer = OursTrainer(model=model, args=args, train_dataset=tokenized["train"],
+                              data_collator=make_seq2seq_collator(tokenizer, model), processing_class=tokenizer,
+                              max_tokens=max_tokens, callbacks=[clock])
+    else:
+        args = Seq2SeqTrainingArguments(**common, **settings)
+        trainer = BaselineTrainer(model=model, args=args, train_dataset=tokenized["train"],
+                                  data_collator=make_seq2seq_collator(tokenizer, model), processing_class=tokenizer,
+                                  callbacks=[clock])
+    trainer.train()
+    losses = [(row["step"], row["loss"]) for row in trainer.state.log_history if "loss" in row]
+
+    started = time.perf_counter()
+    predictions = translate(model.float(), tokenizer, list(raw["validation"]["source"]))
+    decode_s = time.perf_counter() - started
+    scores = corpus_translation_scores(predictions, list(raw["validation"]["target"]))
+    result = {
+        "arm": arm, "name": name, "model_class": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters()),
+        "settings": {**settings, **({"max_tokens": max_tokens} if arm == "ours" else {}),
+                     "max_steps_for_schedule": max_steps},
+        "budget_s": budget_s, "training_s": clock.training_s, "steps": trainer.state.global_step,
+        "epochs": trainer.state.epoch, "target_tokens": trainer.target_tokens,
+        "target_tokens_per_s": trainer.target_tokens / max(clock.training_s, 1e-9),
+        "losses": losses, "train_pairs": len(raw["train"]), "validation_pairs": len(predictions), "decode_s": decode_s, "decoding": DECODING,
+        **scores, "samples": [{"source": s, "output": p, "reference": r} for s, p, r in
+                              list(zip(raw["validation"]["source"], predictions, raw["validation"]["target"]))[:3]],
+        "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                    "affinity": sorted(os.sched_getaffinity(0)), "cpu": platform.processor() or platform.machine(),
+                    "loadavg_during_training": [min(clock.loads), sum(clock.loads) / len(clock.loads), max(clock.loads)]
+                    if clock.loads else None},
+    }
+    (out / name).mkdir(parents=True, exist_ok=True)
+    (out / name / "result.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
+    (out / name / "validation.es").write_text("\n".join(predictions) + "\n")
+    return result
+
+
+def translate(model, tokenizer, texts):
+    from bigmodel_hf.training.generation import translate_texts
+
+    return translate_texts(model, tokenizer, texts, num_beams=DECODING["num_beams"],
+                           max_new_tokens=DECODING["max_new_tokens"], batch_size=DECODING["batch_size"])
+
+
+NOTES_MARKER = "<!-- notes: kept when --arm report rewrites the tables above -->"
+
+
+def write_report(out: Path, path: Path, arms=("ours", "baseline")) -> str:
+    """The results page from `<out>/<arm>/result.json`; hand-written notes below NOTES_MARKER are kept."""
+    rows = {arm: json.loads((out / arm / "result.json").read_text()) for arm in arms}
+    lines = [
+        "# Translation quality at equal wall-clock: our recipe vs. a plain MarianMTModel + Seq2SeqTrainer",
+        "",
+        f"Data: `bible_en_es` (train {rows[arms[0]].get('train_pairs', '?')} pairs after cleaning, validation "
+        f"{rows[arms[0]]['validation_pairs']} pairs). Both arms: the same cleaned data, the same joint BPE tokenizer "
+        f"(8,000 tokens), the same decoding ({DECODING['num_beams']}-beam search, at most "
+        f"{DECODING['max_new_tokens']} new tokens, length penalty 1.0, float32), scored on validation by sacreBLEU.",
+        "",
+        "| arm | model | params | training time | steps | epochs | target tokens seen | target tokens/s "
+        "| BLEU | chrF | decode time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for arm, r in rows.items():
+        lines.append(
+            f"| {arm} | {r['model_class']} | {r['parameters'] / 1e6:.2f} M | {r['training_s'] / 60:.1f} min | "
+            f"{r['steps']:,} | {r['epochs']:.2f} | {r['target_tokens']:,} | {r['target_tokens_per_s']:.0f} | "
+            f"**{r['bleu']:.2f}** | {r['chrf']:.2f} | {r['decode_s']:.0f} s |"
+        )
+    first = rows[arms[0]]
+    lines += ["", f"BLEU signature: `{first['bleu_signature']}`  ", f"chrF signature: `{first['chrf_signature']}`", "",
+              "## Settings of each arm", ""]
+    for arm, r in rows.items():
+        settings = ", ".join(f"{k}={v}" for k, v in r["settings"].items())
+        loads = r["machine"].get("loadavg_during_training")
+        load = f"load average during training min/mean/max {loads[0]:.1f}/{loads[1]:.1f}/{loads[2]:.1f}" if loads else ""
+        lines.append(f"- **{arm}** ({r['model_class']}): {settings}. Core {r['machine']['affinity']}, "
+                     f"{r['machine']['threads']} thread; {load}. Training loss (step: loss) "
+                     + ", ".join(f"{s}: {l:.2f}" for s, l in r["losses"][:: max(1, len(r["losses"]) // 6)] + r["losses"][-1:]))
+    lines += ["", "## Sample outputs (first validation pairs)", ""]
+    for arm, r in rows.items():
+        for sample in r["samples"][:2]:
+            lines.append(f"- {arm}: {sample['output']}")
+    lines.append(f"- reference: {first['samples'][0]['reference']} / {first['samples'][1]['reference']}")
+    text = "\n".join(lines) + "\n"
+    if path.exists() and NOTES_MARKER in path.read_text():
+        text += "\n" + NOTES_MARKER + path.read_text().split(NOTES_MARKER, 1)[1]
+    else:
+        text += "\n" + NOTES_MARKER + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return text
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arm", choices=["prepare", "ours", "baseline", "report"], required=True)
+    parser.add_argument("--budget_minutes", type=float, default=60.0)
+    parser.add_argument("--smoke", action="store_true", help="2-minute budget, 100 validation pairs")
+    parser.add_argument("--max_steps", type=int, default=-1, help="baseline: length of its linear schedule")
+    parser.add_argument("--data_dir", default=str(DATA_DIR))
+    parser.add_argument("--out", default="outputs/translation_quality")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--logging_steps", type=int, default=50)
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="override an arm's setting (values read as YAML), e.g. --set learning_rate=1e-3")
+    parser.add_argument("--tag", default="", help="suffix of the arm's output folder (several runs of one arm)")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    torch.set_num_threads(args.threads)
+    if args.arm == "prepare":
+        prepare(Path(args.data_dir), out)
+        return
+    if args.arm == "report":
+        write_report(out, RESULTS_MD)
+        return
+    from datasets import load_from_disk
+
+    raw = load_from_disk(str(out / "data"))
+    tokenizer = load_pretrained_tokenizer(out / "tokenizer")
+    budget_s = 120.0 if args.smoke else args.budget_minutes * 60
+    if args.smoke:
+        raw["validation"] = raw["validation"].select(range(100))
+        out = out / "smoke"
+    if args.arm == "baseline" and args.max_steps <= 0:
+        parser.error("the baseline's linear schedule needs --max_steps (steps expected in the budget)")
+    max_steps = args.max_steps if args.arm == "baseline" else -1
+    import yaml
+
+    overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
+    result = train_arm(args.arm, raw, tokenizer, out, budget_s, max_steps=max_steps, overrides=overrides,
+                       name=args.arm + args.tag, logging_steps=args.logging_steps)
+    print(json.dumps({k: v for k, v in result.items() if k not in ("losses", "samples")}, indent=1,
+                     ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Smoke test of benchmarks/translation_quality.py: both arms train, decode and score a tiny synthetic corpus.
+
+Seconds, tiny models; no quality assertion beyond "it runs and produces scores".
+"""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from bigmodel_hf.tokenization import load_pretrained_tokenizer
+from bigmodel_hf.toy_data import write_toy_translation_corpus
+
+BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "translation_quality.py"
+TINY = dict(d_model=32, encoder_layers=1, decoder_layers=1, num_attention_heads=2, ffn_dim=64)
+
+
+@pytest.fixture(scope="module")
+def quality():
+    spec = importlib.util.spec_from_file_location("translation_quality_benchmark", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_both_arms_train_decode_and_report(quality, tmp_path, monkeypatch):
+    monkeypatch.setitem(quality.DECODING, "max_new_tokens", 12)
+    write_toy_translation_corpus(tmp_path / "corpus", train=300, validation=12, test=1)
+    raw = quality.prepare(tmp_path / "corpus", tmp_path / "out", vocab_size=200)
+    tokenizer = load_pretrained_tokenizer(tmp_path / "out" / "tokenizer")
+    settings = {"ours": {"max_tokens": 256, "warmup_steps": 2}, "baseline": {"per_device_train_batch_size": 8}}
+    for arm, overrides in settings.items():
+        result = quality.train_arm(arm, raw, tokenizer, tmp_path / "out", budget_s=2.0, shape=TINY,
+                                   logging_steps=1, max_steps=10 if arm == "baseline" else -1, overrides=overrides)
+        assert result["steps"] > 0 and result["target_tokens"] > 0 and result["training_s"] >= 0
+        assert result["validation_pairs"] == 12 and 0 <= result["bleu"] <= 100 and 0 <= result["chrf"] <= 100
+        assert result["bleu_signature"].startswith("nrefs:1")
+        assert (tmp_path / "out" / arm / "result.json").is_file()
+    report = tmp_path / "report.md"
+    text = quality.write_report(tmp_path / "out", report)
+    assert "| ours | BigModelForSeq2SeqLM |" in text and "| baseline | MarianMTModel |" in text
+    report.write_text(report.read_text() + "a hand-written note\n")
+    assert "a hand-written note" in quality.write_report(tmp_path / "out", report)
