@@ -334,3 +334,12 @@ def test_stdlib_corpus_run_and_its_card(tmp_path):
     assert results["validation"]["blocks"] == 8
     card = (tmp_path / "README.md").read_text("utf-8")
     assert "bigmodel_hf.stdlib_corpus" in card and "datasets:" not in card.split("---")[1]
+
+
+def test_sample_prompts_are_document_openings_cut_at_whitespace():
+    from bigmodel_hf.training.text_generation import sample_prompts
+
+    texts = ["logging.BufferingFormatter.format\n\nFormat the records", "short", "", "one two three four five six"]
+    assert sample_prompts(texts, 3, max_chars=40) == ["logging.BufferingFormatter.format", "short",
+                                                      "one two three four five six"]
+    assert sample_prompts(texts, 1, max_chars=12) == ["logging.Buff"]  # no whitespace within: cut as is

@@ -144,11 +144,12 @@ class BlockCollator:
 
 
 def sample_prompts(texts, count: int, max_chars: int = 40) -> list[str]:
-    """The openings of the first `count` documents, cut at the last space within `max_chars`."""
+    """The openings of the first `count` documents: up to `max_chars`, cut at the last whitespace there."""
     prompts = []
     for text in texts:
-        head = text.strip()[:max_chars]
-        cut = head.rfind(" ")
+        text = text.strip()
+        head = text[:max_chars]
+        cut = max(head.rfind(space) for space in " \n\t") if len(text) > max_chars else -1
         prompt = (head[:cut] if cut > 0 else head).rstrip()
         if prompt:
             prompts.append(prompt)
