@@ -32,7 +32,8 @@ def _documented(module) -> list[tuple[str, object]]:
             continue
         if inspect.isclass(value):
             items.append((f"{module.__name__}.{name}", value))
-            items += [(f"{module.__name__}.{name}.{member}", attribute) for member, attribute in sorted(vars(value).items())
+            items += [(f"{module.__name__}.{name}.{member}", attribute)
+                      for member, attribute in sorted(vars(value).items())
                       if not member.startswith("_") and callable(attribute)]
         elif inspect.isfunction(value) or inspect.isbuiltin(value):
             items.append((f"{module.__name__}.{name}", value))

@@ -8,11 +8,22 @@
   subset; the LM side uses `bigmodel_hf.metrics.perplexity` (token-weighted, in-process).
 - `generation`: batched `translate_texts` / left-padded `continue_texts` from strings.
 - `output`, `run_info`: the output directory layout, `eval_results.json`, `run_info.json`.
-- `trainers`: `TranslationTrainer` (token budget + exact gathering of metrics across processes).
-- `translation`: the translation run itself (imported on demand; it pulls in the model and data code).
+- `trainers`: `TranslationTrainer` / `CausalLMTrainer` (token budget + exact gathering of metrics across
+  processes; the LM one sizes the warmup-stable-decay schedule).
+- `runs`: the steps around every run: start (seed, run_config.yaml, resume), the checkpoint's or a newly
+  trained tokenizer, a preset config sized to it, finish (eval_results.json, run_info, card, push).
+- `lora`: LoRA adapters through peft (explicit target modules), saved as adapters or merged.
+- `translation`, `text_generation`: the runs themselves (imported on demand; they pull in model and data code).
 """
 
-from .arguments import ModelArguments, RunArguments, TextDataArguments, TokenizerArguments, TranslationDataArguments
+from .arguments import (
+    CausalLMArguments,
+    ModelArguments,
+    RunArguments,
+    TextDataArguments,
+    TokenizerArguments,
+    TranslationDataArguments,
+)
 from .config import RENAMED_KEYS, RunConfig, parse_run_config
 from .defaults import LM_DEFAULTS, TRANSLATION_DEFAULTS, environment_defaults
 from .validation import ConfigError
@@ -21,6 +32,7 @@ __all__ = [
     "LM_DEFAULTS",
     "RENAMED_KEYS",
     "TRANSLATION_DEFAULTS",
+    "CausalLMArguments",
     "ConfigError",
     "ModelArguments",
     "RunArguments",

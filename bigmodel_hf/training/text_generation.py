@@ -50,8 +50,10 @@ def check_lm_settings(run_config: RunConfig) -> None:
     model_args, lm, _, _, args = run_config
     pretrained = bool(model_args.model_name_or_path)
     problems = [
-        (lm.convert_to_bigmodel and not pretrained, "convert_to_bigmodel needs --model_name_or_path (a Llama checkpoint)"),
-        (lm.use_peft and not pretrained, "use_peft trains adapters on a pretrained checkpoint: give --model_name_or_path"),
+        (lm.convert_to_bigmodel and not pretrained,
+         "convert_to_bigmodel needs --model_name_or_path (a Llama checkpoint)"),
+        (lm.use_peft and not pretrained,
+         "use_peft trains adapters on a pretrained checkpoint: give --model_name_or_path"),
         (lm.merge_lora and not lm.use_peft, "merge_lora needs use_peft"),
         (lm.use_peft and lm.convert_to_bigmodel and not lm.merge_lora,
          "adapters of a model converted on the fly have no base checkpoint on disk to load onto: add --merge_lora, "
@@ -77,11 +79,12 @@ def load_text_data(data: TextDataArguments, output_dir: str, seed: int, write_fi
             write_stdlib_corpus(corpus_dir)
         spec = {split: str(corpus_dir / f"{split}.jsonl") for split in ("train", "validation")}
     elif data.train_file:
-        spec = {split: path for split, path in (("train", data.train_file), ("validation", data.validation_file)) if path}
+        spec = {"train": data.train_file} | ({"validation": data.validation_file} if data.validation_file else {})
     elif data.dataset_name:
         spec = data.dataset_name
     else:
-        raise ConfigError(f"Give --dataset_name (a Hub name, a local file or folder, or {STDLIB_DATASET!r}) or --train_file.")
+        raise ConfigError(f"Give --dataset_name (a Hub name, a local file or folder, or {STDLIB_DATASET!r}) "
+                          "or --train_file.")
     raw = load_lm_dataset(spec, text_field=data.text_column, config_name=data.dataset_config_name,
                           validation_size=data.validation_split_percentage / 100 or None, seed=seed)
     raw["train"] = capped(raw["train"], data.max_train_samples)
@@ -178,7 +181,8 @@ def run_text_generation(run_config: RunConfig) -> dict:
 
     start = None if resume else evaluate_split(trainer, blocks["validation"], "validation_start")
     train_output = trainer.train(resume_from_checkpoint=resume)
-    results = {split: evaluate_split(trainer, blocks[split], split) for split in ("validation", "test") if split in blocks}
+    results = {split: evaluate_split(trainer, blocks[split], split)
+               for split in ("validation", "test") if split in blocks}
     if start:
         results["validation"]["perplexity_at_start"] = start["perplexity"]
     if trainer.is_world_process_zero():  # before saving: merging LoRA changes the model in place
