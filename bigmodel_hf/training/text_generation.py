@@ -241,7 +241,7 @@ def save_final_model(trainer, lm: CausalLMArguments) -> None:
 
 
 def report(trainer, layout: OutputLayout, results: dict, validation_texts, count: int, lm: CausalLMArguments) -> None:
-    """Print the perplexities and samples of the final model; write them to `generations/validation.txt`."""
+    """Print the perplexities, and `count` samples of the final model (also in `generations/validation.txt`)."""
     validation = results["validation"]
     start = validation.get("perplexity_at_start")
     print(f"\nvalidation perplexity: {validation['perplexity']:.2f}"
@@ -249,7 +249,9 @@ def report(trainer, layout: OutputLayout, results: dict, validation_texts, count
           + f" over {validation['tokens']:,} tokens")
     if "test" in results:
         print(f"test perplexity: {results['test']['perplexity']:.2f} over {results['test']['tokens']:,} tokens")
-    prompts = sample_prompts(validation_texts, max(count, 1))
+    prompts = sample_prompts(validation_texts, count)
+    if not prompts:
+        return
     outputs = sampler(trainer.processing_class, lm, trainer.args.seed)(trainer.model, prompts)
     layout.write_predictions("validation", "txt", [p + " " + o for p, o in zip(prompts, outputs)], kind="generations")
     for prompt, output in zip(prompts, outputs):
