@@ -240,6 +240,13 @@ def test_wsd_schedule_holds_the_peak_then_decays(corpus, tmp_path):
     assert rates[1] < 1e-3 and rates[20] < 1e-4  # warming up; decayed over the last 5 steps
 
 
+def test_lora_with_activation_checkpointing_still_trains_the_adapters(corpus, tiny_llama, tmp_path):
+    results = run(tiny_run(corpus, tmp_path, model_name_or_path=tiny_llama, use_peft="true",
+                           activation_checkpointing="true", **{**QUICK, "learning_rate": 1e-2}))
+    assert results["validation"]["perplexity"] < results["validation"]["perplexity_at_start"]
+    assert not (tmp_path / "generations").exists()  # num_sample_outputs 0: no samples at all
+
+
 def test_accumulation_activation_checkpointing_and_bf16_options(corpus, tmp_path):
     run_config = parse_text_generation_config(tiny_run(
         corpus, tmp_path, gradient_accumulation_steps=2, activation_checkpointing="true", bf16="true",
@@ -343,3 +350,4 @@ def test_sample_prompts_are_document_openings_cut_at_whitespace():
     assert sample_prompts(texts, 3, max_chars=40) == ["logging.BufferingFormatter.format", "short",
                                                       "one two three four five six"]
     assert sample_prompts(texts, 1, max_chars=12) == ["logging.Buff"]  # no whitespace within: cut as is
+    assert sample_prompts(texts, 0) == []

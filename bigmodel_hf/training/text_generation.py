@@ -150,14 +150,14 @@ def sample_prompts(texts, count: int, max_chars: int = 40) -> list[str]:
     """The openings of the first `count` documents: up to `max_chars`, cut at the last whitespace there."""
     prompts = []
     for text in texts:
+        if len(prompts) >= count:
+            break
         text = text.strip()
         head = text[:max_chars]
         cut = max(head.rfind(space) for space in " \n\t") if len(text) > max_chars else -1
         prompt = (head[:cut] if cut > 0 else head).rstrip()
         if prompt:
             prompts.append(prompt)
-        if len(prompts) == count:
-            break
     return prompts
 
 
