@@ -21,6 +21,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LM
 from bigmodel_hf.batching import pack_lm_blocks
 from bigmodel_hf.metrics import token_weighted_perplexity
 from bigmodel_hf.tokenization import train_lm_tokenizer
+from bigmodel_hf.training.checkpoints import list_checkpoints
 from bigmodel_hf.toy_data import toy_translation_pairs
 from bigmodel_hf.training.lora import load_lora_result
 from bigmodel_hf.training.text_generation import parse_text_generation_config, run_text_generation
@@ -245,6 +246,14 @@ def test_lora_with_activation_checkpointing_still_trains_the_adapters(corpus, ti
                            activation_checkpointing="true", **{**QUICK, "learning_rate": 1e-2}))
     assert results["validation"]["perplexity"] < results["validation"]["perplexity_at_start"]
     assert not (tmp_path / "generations").exists()  # num_sample_outputs 0: no samples at all
+
+
+def test_early_stopping_ends_the_run_when_perplexity_stops_improving(corpus, tmp_path):
+    # an improvement must exceed 1e6 to count: every evaluation after the first is "no improvement"
+    run(tiny_run(corpus, tmp_path, early_stopping_patience=1, early_stopping_threshold=1e6,
+                 **{**QUICK, "max_steps": 30, "eval_steps": 5, "save_steps": 5}))
+    state = json.loads((list_checkpoints(tmp_path)[-1] / "trainer_state.json").read_text())
+    assert state["global_step"] == 10  # evaluations at steps 5 and 10, stopped instead of running to 30
 
 
 def test_accumulation_activation_checkpointing_and_bf16_options(corpus, tmp_path):
