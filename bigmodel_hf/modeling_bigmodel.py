@@ -408,8 +408,8 @@ class BigModelInputEmbedding(nn.Module):
         self._sinusoid_table = None  # float32 (positions, d_model), built on first use; not a weight or buffer
 
     def _sinusoids(self, position_ids: torch.Tensor) -> torch.Tensor:
-        """Sinusoidal positions looked up in a table: recomputing sin/cos every decoding step took about 40 us,
-        2-3 % of a batch-1 step. The table grows when positions pass its end, so any position still works."""
+        """Sinusoidal positions looked up in a table (2 us) instead of recomputed every decoding step (40 us).
+        The table grows when positions pass its end, so any position still works."""
         if torch.compiler.is_compiling():
             return sinusoidal_positions(position_ids, self.d_model, torch.float32)
         table, needed = self._sinusoid_table, int(position_ids.max()) + 1
@@ -795,7 +795,7 @@ class BigModelForCausalLM(BigModelPreTrainedModel, GenerationMixin):
 
 # For models registered with `register_for_auto_class` (ours are, so that checkpoints carry their code),
 # generate() calls `inspect.signature(model.forward)` at every decoding step (a back-compat check for remote
-# code). A precomputed `__signature__` answers it at once: 20-40 us, 2-3 % of a batch-1 step.
+# code). A precomputed `__signature__` answers it at once instead of in 16-19 us (benchmarks/results/speed.md).
 for _head in (BigModelForSeq2SeqLM, BigModelForCausalLM):
     _head.forward.__signature__ = inspect.signature(_head.forward)
 del _head
