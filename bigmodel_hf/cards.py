@@ -269,8 +269,12 @@ def describe_data(run: RunRecord) -> dict:
     splits = (run.cleaning.get("splits") or {})
     rows = [f"{split}: {s['rows_out']:,} rows after cleaning ({s['rows_in']:,} before)"
             for split, s in splits.items() if "rows_out" in s]
-    if not splits:
+    if not splits and run.task == "translation":
         rows = ["row counts after cleaning: not recorded (no cleaning report in the output directory)"]
+    elif not splits:  # the LM recipe packs documents into blocks and does not clean them
+        block = rc.get("block_size")
+        rows = [f"{split}: {m['blocks']:,} blocks of {block} tokens (the last may be shorter), "
+                f"{m['tokens']:,} tokens scored" for split, m in scored_splits(run) if "blocks" in m and block]
     if rc.get("max_train_samples"):
         rows.append(f"training rows capped at {rc['max_train_samples']:,} before cleaning")
     return {"description": name, "rows": rows}

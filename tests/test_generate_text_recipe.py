@@ -130,6 +130,8 @@ def test_output_directory_layout(trained):
     assert resolved["max_steps"] == 120 and resolved["preset"] == "modern-small"
     card = (output_dir / "README.md").read_text("utf-8")
     assert "pipeline_tag: text-generation" in card and f"value: {round(results['validation']['perplexity'], 3)}" in card
+    validation = results["validation"]
+    assert f"validation: {validation['blocks']:,} blocks of {BLOCK} tokens" in card and "after cleaning" not in card
 
 
 def test_reloaded_model_scores_the_reported_perplexity(trained, corpus):
