@@ -2,7 +2,6 @@
 
 import json
 
-import pytest
 import torch
 from torch import nn
 from transformers import Trainer, TrainingArguments
@@ -15,14 +14,6 @@ from bigmodel_hf.training.callbacks import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models gain nothing from a second thread, and on a busy 2-core machine two threads per process
-    spin-wait on each other: the overfit run took 60 s instead of 2 s."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class TinyRegressor(nn.Module):

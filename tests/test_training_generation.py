@@ -11,14 +11,6 @@ from bigmodel_hf.training.generation import continue_texts, translate_texts
 TEXTS = ["a b", "the cat sat on the mat and then slept", "one", "dogs run fast in the park today"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models gain nothing from a second thread, and on a busy 2-core machine two threads per process
-    spin-wait on each other: the overfit run took 60 s instead of 2 s."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -25,14 +25,6 @@ RECIPE = ROOT / "recipes" / "translate.py"
 TINY_MODEL = "d_model=64,ffn_dim=128,encoder_layers=1,decoder_layers=1,num_attention_heads=2,dropout=0.0"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models gain nothing from a second thread, and on a busy 2-core machine two threads per process
-    spin-wait on each other: the overfit run took 60 s instead of 2 s."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def flags(**values) -> list[str]:
