@@ -21,6 +21,7 @@ from bigmodel_hf.cli import main as cli_main
 from bigmodel_hf.hub import UnsafeUploadError, plan_upload, push_output_dir, take_over_trainer_push
 from tiny_models import random_ids
 from tiny_runs import make_output_dir
+from without_package import BLOCK_BIGMODEL_HF
 
 FAKE_TOKEN = "hf_" + "QwErTy12" * 5
 MODEL_AND_CARD = {
@@ -120,20 +121,8 @@ def test_pushed_files_load_without_the_package_and_match_the_model(tmp_path, hub
     assert remote["snippet_printed"].strip()  # the card's usage snippet ran and printed an output
 
 
-LOAD_WITHOUT_PACKAGE = textwrap.dedent("""
-    import contextlib, importlib.abc, io, runpy, sys
-
-    class BlockBigModel(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "bigmodel_hf" or name.startswith("bigmodel_hf."):
-                raise ImportError("bigmodel_hf is not installed on this machine")
-
-    sys.meta_path.insert(0, BlockBigModel())
-    try:
-        import bigmodel_hf
-        raise SystemExit("bigmodel_hf was importable: the check would prove nothing")
-    except ImportError:
-        pass
+LOAD_WITHOUT_PACKAGE = BLOCK_BIGMODEL_HF + textwrap.dedent("""
+    import contextlib, io, runpy, sys
 
     import torch
     from transformers import {head}

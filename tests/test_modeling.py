@@ -15,6 +15,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelF
 
 from bigmodel_hf import BigModelConfig, BigModelForCausalLM, BigModelForSeq2SeqLM, BigModelModel
 from tiny_models import random_ids, tiny_config
+from without_package import BLOCK_BIGMODEL_HF
 
 HEADS = {True: BigModelForSeq2SeqLM, False: BigModelForCausalLM}
 BLOCKS = ["classic", "modern", "learned-gelu"]
@@ -159,20 +160,8 @@ def test_checkpoint_loaded_into_the_wrong_head_fails_clearly(tmp_path, encoder_d
             loader.from_pretrained(tmp_path)
 
 
-REMOTE_CODE_CHECK = textwrap.dedent("""
-    import importlib.abc, sys
-
-    class BlockBigModel(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "bigmodel_hf" or name.startswith("bigmodel_hf."):
-                raise ImportError("bigmodel_hf is not installed on this machine")
-
-    sys.meta_path.insert(0, BlockBigModel())
-    try:
-        import bigmodel_hf
-        raise SystemExit("bigmodel_hf was importable: the check would prove nothing")
-    except ImportError:
-        pass
+REMOTE_CODE_CHECK = BLOCK_BIGMODEL_HF + textwrap.dedent("""
+    import sys
 
     import torch
     from transformers import AutoModel, {head}
