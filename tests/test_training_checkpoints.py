@@ -93,6 +93,8 @@ def test_resume_setting_resolves_to_the_newest_checkpoint_or_a_fresh_start(tmp_p
     assert resolve_resume_checkpoint("last", tmp_path) is None  # nothing yet: start fresh
     for step in (5, 40, 100):
         (tmp_path / f"checkpoint-{step}").mkdir()
+        save_file({"w": torch.zeros(2)}, tmp_path / f"checkpoint-{step}" / "model.safetensors")
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(f'{{"global_step": {step}}}')
     assert resolve_resume_checkpoint("last", tmp_path).endswith("checkpoint-100")
     assert resolve_resume_checkpoint(True, tmp_path).endswith("checkpoint-100")
     assert resolve_resume_checkpoint(None, tmp_path) is None and resolve_resume_checkpoint("false", tmp_path) is None

@@ -5,11 +5,16 @@ for free, because late checkpoints sit around the same optimum and their mean is
 """
 
 import json
+import logging
 import re
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
+
+from .integrity import IncompleteCheckpointError, checkpoint_problem
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
 
@@ -21,6 +26,18 @@ def list_checkpoints(output_dir: str | Path) -> list[Path]:
         return []
     found = [(int(m.group(1)), p) for p in output_dir.iterdir() if p.is_dir() and (m := CHECKPOINT_NAME.match(p.name))]
     return [path for _, path in sorted(found)]
+
+
+def complete_checkpoints(output_dir: str | Path) -> list[Path]:
+    """`list_checkpoints` without the half-written ones a killed run leaves (see `integrity`)."""
+    complete = []
+    for checkpoint in list_checkpoints(output_dir):
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
+            complete.append(checkpoint)
+        else:
+            logger.warning("Skipping %s: %s.", checkpoint, problem)
+    return complete
 
 
 def read_safetensors_weights(checkpoint: str | Path) -> dict[str, torch.Tensor]:
@@ -93,15 +110,21 @@ RESUME_LAST = {"last", "auto", "true", "yes"}
 def resolve_resume_checkpoint(value: str | bool | None, output_dir: str | Path) -> str | None:
     """`--resume_from_checkpoint` -> a checkpoint folder or None.
 
-    "last" (also "auto", "true") picks the newest `checkpoint-<step>` in `output_dir`, or starts fresh
-    when there is none, so one command both starts and continues an interrupted run. A path must exist.
+    "last" (also "auto", "true") picks the newest complete `checkpoint-<step>` in `output_dir` (a
+    half-written one, left by a run killed while saving, is skipped with a warning), or starts fresh when
+    there is none, so one command both starts and continues an interrupted run. A path must exist and be
+    complete (`IncompleteCheckpointError` otherwise).
     """
     if value is None or value is False or str(value).lower() in {"", "none", "false", "no"}:
         return None
     if value is True or str(value).lower() in RESUME_LAST:
-        checkpoints = list_checkpoints(output_dir)
+        checkpoints = complete_checkpoints(output_dir)
         return str(checkpoints[-1]) if checkpoints else None
     if not Path(value).is_dir():
         raise FileNotFoundError(f"resume_from_checkpoint={value!r} is not a checkpoint folder; use 'last' to pick "
                                 f"the newest checkpoint in {output_dir}.")
+    problem = checkpoint_problem(value)
+    if problem is not None:
+        raise IncompleteCheckpointError(f"Cannot resume from {value}: {problem}. Use --resume_from_checkpoint last "
+                                        f"to pick the newest complete checkpoint in {output_dir}.")
     return str(value)

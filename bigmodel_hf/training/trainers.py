@@ -11,6 +11,7 @@ import functools
 from transformers import SchedulerType
 
 from ..batching import TokenBudgetSeq2SeqTrainer, TokenBudgetTrainer
+from .guards import GuardedTrainerMixin
 
 
 class ExactGatherMixin:
@@ -27,11 +28,12 @@ class ExactGatherMixin:
         pass  # the parent classes' assignments (`accelerator.gather`) are ignored on purpose
 
 
-class TranslationTrainer(ExactGatherMixin, TokenBudgetSeq2SeqTrainer):
-    """Seq2SeqTrainer + token-budget batches (`max_tokens=`) + exact gathering across processes."""
+class TranslationTrainer(GuardedTrainerMixin, ExactGatherMixin, TokenBudgetSeq2SeqTrainer):
+    """Seq2SeqTrainer + token-budget batches (`max_tokens=`) + exact gathering across processes + the stops
+    of `guards` (non-finite loss, failed checkpoint save)."""
 
 
-class CausalLMTrainer(ExactGatherMixin, TokenBudgetTrainer):
+class CausalLMTrainer(GuardedTrainerMixin, ExactGatherMixin, TokenBudgetTrainer):
     """Trainer + token-budget batches + exact gathering, and the warmup-stable-decay schedule sized by
     `wsd_decay_steps` (a float below 1 is a fraction of all steps, like `warmup_steps`)."""
 
