@@ -23,6 +23,11 @@ class ModelArguments:
         default=None, metadata={"help": "Tokenizer folder or Hub id; unset = the checkpoint's, or train one."}
     )
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow code shipped with the checkpoint."})
+    load_legacy_bin: bool = field(
+        default=False,
+        metadata={"help": "Accept a checkpoint that only has pickled pytorch_model.bin weights (read with torch.load, "
+                          "weights_only=True); off: safetensors only, nothing is unpickled."},
+    )
     cache_dir: str | None = field(default=None, metadata={"help": "Where Hub downloads are stored."})
 
 

@@ -41,18 +41,28 @@ def parse_config_overrides(overrides) -> dict:
     return {key.strip(): yaml.safe_load(value) for key, value in pairs}
 
 
-def start_run(run_config: RunConfig, training_args) -> tuple[OutputLayout, str | None]:
+def start_run(run_config: RunConfig, training_args, record: bool = True) -> tuple[OutputLayout, str | None]:
     """Seed, save the resolved run first (so even a crashed run says what it was), pick the checkpoint
-    to resume from (None = fresh start; warns when a fresh start would overwrite checkpoints)."""
+    to resume from (None = fresh start; warns when a fresh start would overwrite checkpoints).
+
+    `record=False` writes nothing: the recipe calls `record_run` once its inputs (data, tokenizer, model)
+    have loaded, so a bad input leaves an existing output directory untouched.
+    """
     set_seed(training_args.seed)
     layout = OutputLayout(training_args.output_dir)
-    if training_args.should_save:
-        layout.write_run_config(run_config.resolved())
+    if record:
+        record_run(run_config, training_args)
     resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
     if resume is None and list_checkpoints(training_args.output_dir):
         logger.warning("%s already holds checkpoints; they may be overwritten. Pass --resume_from_checkpoint last "
                        "to continue that run instead.", training_args.output_dir)
     return layout, resume
+
+
+def record_run(run_config: RunConfig, training_args) -> None:
+    """Main process: write the resolved run to `<output_dir>/run_config.yaml`."""
+    if training_args.should_save:
+        OutputLayout(training_args.output_dir).write_run_config(run_config.resolved())
 
 
 def tokenizer_for_run(model_args, training_args, resuming: bool, train: Callable[[Path], object]):

@@ -7,6 +7,7 @@ function of the parsed arguments, so tests and other entry points can reuse them
 import time
 from pathlib import Path
 
+from safetensors import SafetensorError
 from transformers import AutoModelForSeq2SeqLM, Seq2SeqTrainingArguments
 
 from ..batching import make_seq2seq_collator
@@ -24,7 +25,7 @@ from .defaults import TRANSLATION_DEFAULTS
 from .evaluation import TranslationMetrics, length_sorted_subset
 from .generation import translate_texts
 from .output import strip_metric_prefix
-from .runs import capped, finish_run, parse_config_overrides, preset_config, start_run, tokenizer_for_run
+from .runs import capped, finish_run, parse_config_overrides, preset_config, record_run, start_run, tokenizer_for_run
 from .trainers import TranslationTrainer
 from .validation import ConfigError
 
@@ -81,11 +82,32 @@ def build_tokenizer(model_args: ModelArguments, tok_args: TokenizerArguments, ra
 
 
 def build_model(model_args: ModelArguments, tokenizer):
-    """A pretrained seq2seq checkpoint (ours or stock), or a new BigModel from a preset sized to the tokenizer."""
+    """A pretrained seq2seq checkpoint (ours or stock), or a new BigModel from a preset sized to the tokenizer.
+
+    A checkpoint is read from safetensors only, unless `load_legacy_bin` allows a pickled `pytorch_model.bin`.
+    """
     if model_args.model_name_or_path:
-        return AutoModelForSeq2SeqLM.from_pretrained(
-            model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code, cache_dir=model_args.cache_dir
-        )
+        try:
+            model = AutoModelForSeq2SeqLM.from_pretrained(
+                model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code,
+                cache_dir=model_args.cache_dir, use_safetensors=None if model_args.load_legacy_bin else True,
+            )
+        except (OSError, ValueError, SafetensorError) as error:
+            raise ConfigError(
+                f"--model_name_or_path {model_args.model_name_or_path} could not be loaded as a translation "
+                f"(sequence-to-sequence) model: {error}\nPoint it at a complete checkpoint folder (config.json and "
+                "model.safetensors, as save_pretrained writes them) of an encoder-decoder model, or leave it unset "
+                "to train from scratch." + ("" if model_args.load_legacy_bin else
+                                            " Weights only in pytorch_model.bin load with --load_legacy_bin.")
+            ) from error
+        embeddings = model.get_input_embeddings().num_embeddings
+        if len(tokenizer) > embeddings:
+            raise ConfigError(
+                f"The tokenizer ({tokenizer.name_or_path}) has {len(tokenizer)} tokens but the model "
+                f"{model_args.model_name_or_path} has {embeddings} embeddings: ids past {embeddings - 1} would crash. "
+                "Use the tokenizer the model was trained with (leave --tokenizer_name unset)."
+            )
+        return model
     model = BigModelForSeq2SeqLM(preset_config(model_args, tokenizer))
     check_tokenizer_matches_model(tokenizer, model.config)
     return model
@@ -95,11 +117,12 @@ def run_translation(run_config: RunConfig) -> dict:
     """Train and evaluate; returns the `eval_results.json` content. Writes the output directory layout."""
     started = time.perf_counter()
     model_args, tok_args, data, run, args = run_config
-    layout, resume = start_run(run_config, args)
+    layout, resume = start_run(run_config, args, record=False)  # run_config.yaml once the inputs have loaded
     with args.main_process_first(desc="loading data"):
         raw = load_parallel_data(data, args.output_dir, args.seed, write_files=args.should_save)
     tokenizer = build_tokenizer(model_args, tok_args, raw, args, resuming=resume is not None)
     model = build_model(model_args, tokenizer)
+    record_run(run_config, args)
     tokenized = tokenize_translation_dataset(
         raw, tokenizer, max_source_length=data.max_source_length, max_target_length=data.max_target_length,
         num_proc=data.preprocessing_num_workers,
