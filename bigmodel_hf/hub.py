@@ -13,7 +13,8 @@ What is pushed (`plan_upload` lists it without contacting the Hub):
 
 Everything else in the folder (data copies, predictions, samples, cleaning report) stays local. Before
 anything is sent, every file is scanned for the user's Hugging Face tokens and this machine's absolute
-paths; a hit refuses the push and names the file.
+paths, and checked to be no secrets file (`.env`, keys, credentials) and no link out of the folder; a hit
+refuses the push and names the file.
 """
 
 import fnmatch
@@ -35,6 +36,9 @@ TOKENIZER_FILES = (
 )
 MODEL_FILES = ("config.json", "generation_config.json", "*.safetensors", "model.safetensors.index.json")
 OPTIMIZER_STATE_FILES = ("optimizer.*", "scheduler.*", "scaler.*", "rng_state*.pth")
+# Names of files that hold secrets; one among the files to push (e.g. under runs/) refuses the push.
+SECRET_FILES = (".env", ".env.*", "*.env", ".netrc", ".git-credentials", ".pypirc", "*.pem", "*.key", "id_rsa*",
+                "id_ed25519*", "token", "*.token", "stored_tokens", "*credentials*", "*secret*")
 
 
 class UnsafeUploadError(ValueError):
@@ -131,12 +135,18 @@ def plan_upload(
 
 
 def check_upload(files: list[UploadFile], output_dir: str | Path, token: str | None = None) -> None:
-    """Raise `UnsafeUploadError` if any file holds a Hugging Face token or an absolute path of this machine."""
+    """Raise `UnsafeUploadError` if any file holds a Hugging Face token or an absolute path of this machine, is
+    named like a secrets file (`.env`, keys, credentials), or is a link to a file outside `output_dir`."""
     tokens, prefixes = known_tokens(token), local_path_prefixes(output_dir)
+    root = Path(output_dir).resolve()
     problems = []
     for file in files:
+        if _matches(Path(file.path_in_repo).name.lower(), SECRET_FILES):
+            problems.append(f"{file.path_in_repo}: a secrets file, by its name (.env, keys, credentials)")
         if isinstance(file.source, bytes):
             leaks = find_leaks(file.source, tokens, prefixes)
+        elif not file.source.resolve().is_relative_to(root):
+            leaks = [f"a link to {file.source.resolve()}, outside the output directory"]
         else:
             leaks = find_leaks_in_file(file.source, tokens, prefixes)
         problems += [f"{file.path_in_repo}: {leak}" for leak in leaks]
