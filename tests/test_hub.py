@@ -21,7 +21,7 @@ from bigmodel_hf.cli import main as cli_main
 from bigmodel_hf.hub import UnsafeUploadError, plan_upload, push_output_dir, take_over_trainer_push
 from tiny_models import random_ids
 from tiny_runs import make_output_dir
-from without_package import BLOCK_BIGMODEL_HF
+from without_package import BLOCK_BIGMODEL_HF, offline_env
 
 FAKE_TOKEN = "hf_" + "QwErTy12" * 5
 MODEL_AND_CARD = {
@@ -108,7 +108,7 @@ def test_pushed_files_load_without_the_package_and_match_the_model(tmp_path, hub
     (tmp_path / "snippet.py").write_text(snippet.replace("alice/bigmodel-tiny", str(folder)))
     head = "AutoModelForSeq2SeqLM" if encoder_decoder else "AutoModelForCausalLM"
     (tmp_path / "load.py").write_text(LOAD_WITHOUT_PACKAGE.format(head=head))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    env = offline_env(tmp_path)
     env.pop("HF_TOKEN")
     result = subprocess.run(
         [sys.executable, "load.py", str(folder), "inputs.pt", "out.pt", "snippet.py"],

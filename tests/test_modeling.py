@@ -15,7 +15,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelF
 
 from bigmodel_hf import BigModelConfig, BigModelForCausalLM, BigModelForSeq2SeqLM, BigModelModel
 from tiny_models import random_ids, tiny_config
-from without_package import BLOCK_BIGMODEL_HF
+from without_package import BLOCK_BIGMODEL_HF, offline_env
 
 HEADS = {True: BigModelForSeq2SeqLM, False: BigModelForCausalLM}
 BLOCKS = ["classic", "modern", "learned-gelu"]
@@ -187,7 +187,7 @@ def test_trust_remote_code_load_without_the_package(tmp_path, encoder_decoder):
     head = "AutoModelForSeq2SeqLM" if encoder_decoder else "AutoModelForCausalLM"
     script = tmp_path / "load.py"
     script.write_text(REMOTE_CODE_CHECK.format(head=head))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    env = offline_env(tmp_path)
     result = subprocess.run(
         [sys.executable, str(script), str(folder), str(tmp_path / "inputs.pt"), str(tmp_path / "out.pt")],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,

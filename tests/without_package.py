@@ -18,3 +18,11 @@ BLOCK_BIGMODEL_HF = textwrap.dedent("""
     except ImportError:
         pass
 """)
+
+
+def offline_env(tmp_path) -> dict:
+    """Environment for such a script: offline, its own remote-code cache, and one thread like the test process
+    (see conftest), so that float sums run in the same order and outputs can be compared exactly."""
+    import os
+
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"), "OMP_NUM_THREADS": "1"}
