@@ -221,6 +221,18 @@ def test_lora_adapters_train_only_adapters_and_load_back(corpus, tiny_llama, tmp
     assert perplexity_of(model, tokenizer, texts_of(corpus)) == pytest.approx(validation["perplexity"], rel=1e-4)
 
 
+def test_lora_run_resumes_from_its_adapter_checkpoint(corpus, tiny_llama, tmp_path):
+    quick = {**QUICK, "eval_strategy": "no", "load_best_model_at_end": "false", "save_steps": 3}
+    run(tiny_run(corpus, tmp_path, model_name_or_path=tiny_llama, use_peft="true", **{**quick, "max_steps": 3}))
+    assert (tmp_path / "checkpoint-3" / "adapter_model.safetensors").is_file()
+    first_state = json.loads((tmp_path / "checkpoint-3" / "trainer_state.json").read_text())
+    run(tiny_run(corpus, tmp_path, model_name_or_path=tiny_llama, use_peft="true", resume_from_checkpoint="last",
+                 **{**quick, "max_steps": 6}))
+    state = json.loads((tmp_path / "checkpoint-6" / "trainer_state.json").read_text())
+    assert state["global_step"] == 6 and (tmp_path / "adapter_config.json").is_file()
+    assert state["log_history"][0] == first_state["log_history"][0]  # continued, not restarted
+
+
 def test_merged_lora_on_a_converted_llama_loads_as_a_plain_bigmodel(corpus, tiny_llama, tmp_path):
     results = run(tiny_run(corpus, tmp_path, model_name_or_path=tiny_llama, convert_to_bigmodel="true",
                            use_peft="true", merge_lora="true", **{**QUICK, "learning_rate": 1e-2}))
