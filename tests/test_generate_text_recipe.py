@@ -374,3 +374,15 @@ def test_sample_prompts_are_document_openings_cut_at_whitespace():
                                                       "one two three four five six"]
     assert sample_prompts(texts, 1, max_chars=12) == ["logging.Buff"]  # no whitespace within: cut as is
     assert sample_prompts(texts, 0) == []
+
+
+def test_lora_targets_are_checked_against_the_model():
+    from bigmodel_hf.training import ConfigError
+    from bigmodel_hf.training.lora import add_lora
+
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=16, n_layer=1, n_head=2, n_positions=32))
+    with pytest.raises(ConfigError, match="c_attn"):  # the Llama names do not exist in GPT-2; the error lists its own
+        add_lora(gpt2, r=2, alpha=4, dropout=0.0, target_modules="q_proj,k_proj,v_proj,o_proj")
+    model = add_lora(gpt2, r=2, alpha=4, dropout=0.0, target_modules="c_attn,c_proj")
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in name for name in trainable)
