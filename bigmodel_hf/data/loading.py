@@ -240,12 +240,23 @@ def _load_builder(path: Path, fmt: str, **kwargs) -> Dataset:
         raise DataError(f"{path}: unknown data_format {fmt!r}.")
     if fmt != "parquet":
         check_utf8(path)
+        if not _has_text(path):
+            raise DataError(f"{path} is empty (no rows). Give a file with at least one record, or leave that split out.")
     try:
         return datasets.load_dataset(fmt, data_files=str(path), split="train", **kwargs)
     except Exception as err:  # noqa: BLE001
         if fmt == "json":
             _raise_bad_json_line(path)
         raise DataError(f"{path}: could not be read as {fmt}: {type(err).__name__}: {err}") from err
+
+
+def _has_text(path: Path) -> bool:
+    """True unless the file holds nothing but whitespace (read until the first non-blank chunk)."""
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            if chunk.strip():
+                return True
+    return False
 
 
 def _raise_bad_json_line(path: Path) -> None:

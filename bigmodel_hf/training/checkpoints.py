@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from .integrity import IncompleteCheckpointError, checkpoint_problem
+from .integrity import IncompleteCheckpointError, MissingCheckpointError, checkpoint_problem
 
 logger = logging.getLogger(__name__)
 
@@ -121,8 +121,8 @@ def resolve_resume_checkpoint(value: str | bool | None, output_dir: str | Path) 
         checkpoints = complete_checkpoints(output_dir)
         return str(checkpoints[-1]) if checkpoints else None
     if not Path(value).is_dir():
-        raise FileNotFoundError(f"resume_from_checkpoint={value!r} is not a checkpoint folder; use 'last' to pick "
-                                f"the newest checkpoint in {output_dir}.")
+        raise MissingCheckpointError(f"resume_from_checkpoint={value!r} is not a checkpoint folder; use 'last' to "
+                                     f"pick the newest checkpoint in {output_dir}.")
     problem = checkpoint_problem(value)
     if problem is not None:
         raise IncompleteCheckpointError(f"Cannot resume from {value}: {problem}. Use --resume_from_checkpoint last "

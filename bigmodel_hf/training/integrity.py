@@ -24,6 +24,10 @@ class IncompleteCheckpointError(ValueError):
     """A checkpoint named for resuming is half-written or corrupt."""
 
 
+class MissingCheckpointError(IncompleteCheckpointError, FileNotFoundError):
+    """A checkpoint named for resuming does not exist."""
+
+
 def checkpoint_problem(folder: str | Path) -> str | None:
     """Why `folder` is not a complete checkpoint, or None when it is. Reads headers only, not the weights."""
     folder = Path(folder)

@@ -11,6 +11,7 @@ from safetensors import SafetensorError
 from transformers import AutoModelForSeq2SeqLM, Seq2SeqTrainingArguments
 
 from ..batching import make_seq2seq_collator
+from ..configuration_bigmodel import BigModelConfig
 from ..data import clean_translation_dataset, load_translation_dataset
 from ..metrics import corpus_translation_scores
 from ..hub import take_over_trainer_push
@@ -75,10 +76,29 @@ def load_parallel_data(data: TranslationDataArguments, output_dir: str, seed: in
 
 def build_tokenizer(model_args: ModelArguments, tok_args: TokenizerArguments, raw, training_args, resuming: bool):
     """The checkpoint's (or `tokenizer_name`'s) tokenizer, or a joint one trained on the training split."""
-    return tokenizer_for_run(model_args, training_args, resuming, train=lambda save_dir: train_translation_tokenizer(
-        raw["train"], vocab_size=tok_args.vocab_size, model_type=tok_args.tokenizer_type,
-        min_frequency=tok_args.tokenizer_min_frequency, save_dir=save_dir,
-    ))
+    name = model_args.tokenizer_name or model_args.model_name_or_path
+    try:
+        return tokenizer_for_run(model_args, training_args, resuming, train=lambda save_dir: train_translation_tokenizer(
+            raw["train"], vocab_size=tok_args.vocab_size, model_type=tok_args.tokenizer_type,
+            min_frequency=tok_args.tokenizer_min_frequency, save_dir=save_dir,
+        ))
+    except (OSError, ValueError) as error:
+        if not name or isinstance(error, ConfigError):
+            raise
+        raise ConfigError(f"The tokenizer of {name} could not be loaded: {error}\nPoint --tokenizer_name (or "
+                          "--model_name_or_path) at a complete checkpoint or tokenizer folder (tokenizer.json, "
+                          "tokenizer_config.json, config.json, as save_pretrained writes them).") from error
+
+
+def check_model_settings(model_args: ModelArguments) -> None:
+    """From scratch: build the preset's config with the overrides once, before any data or tokenizer work."""
+    if model_args.model_name_or_path:
+        return
+    try:
+        BigModelConfig.from_preset(model_args.preset, **parse_config_overrides(model_args.config_overrides))
+    except (ValueError, TypeError) as error:  # BigModelConfig names the field and the fix
+        raise ConfigError(f"--preset {model_args.preset} with --config_overrides {model_args.config_overrides!r}: "
+                          f"{error}") from error
 
 
 def build_model(model_args: ModelArguments, tokenizer):
@@ -117,6 +137,7 @@ def run_translation(run_config: RunConfig) -> dict:
     """Train and evaluate; returns the `eval_results.json` content. Writes the output directory layout."""
     started = time.perf_counter()
     model_args, tok_args, data, run, args = run_config
+    check_model_settings(model_args)
     layout, resume = start_run(run_config, args, record=False)  # run_config.yaml once the inputs have loaded
     with args.main_process_first(desc="loading data"):
         raw = load_parallel_data(data, args.output_dir, args.seed, write_files=args.should_save)

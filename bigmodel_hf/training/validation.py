@@ -4,6 +4,7 @@
 and the failure comes minutes later (or never, as a silently flat learning rate); these checks don't wait.
 """
 
+import math
 from collections.abc import Mapping
 
 
@@ -20,7 +21,11 @@ def _positive(values, key, kind=int):
 
 def check_values(values: Mapping) -> None:
     """Raise `ConfigError` listing every problem found in the flat run settings."""
-    problems = [
+    problems = [  # NaN and infinity slip through every comparison below (nan > 0 is False, so is nan < 0)
+        f"{key} must be a finite number, got {value}" for key, value in values.items()
+        if isinstance(value, float) and not math.isfinite(value)
+    ]
+    problems += [
         _positive(values, key, kind)
         for key, kind in [
             ("per_device_train_batch_size", int),
