@@ -33,13 +33,6 @@ TINY_MODEL = "d_model=64,ffn_dim=128,decoder_layers=1,num_attention_heads=2,num_
 BLOCK = 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models gain nothing from a second thread; on a busy 2-core machine two threads spin-wait."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def flags(**values) -> list[str]:
