@@ -204,14 +204,17 @@ def test_fuzzed_config_values_parse_or_fail_with_a_config_error(values):
 
 TEXT = st.text(max_size=30)
 VALUE = st.one_of(TEXT, st.none(), st.integers(), st.lists(TEXT, max_size=2), st.dictionaries(st.sampled_from(["en", "es"]), TEXT))
-ROW = st.dictionaries(st.sampled_from(["en", "es", "translation", "source", "target", "x"]), VALUE, max_size=4)
+PAIR = st.fixed_dictionaries({"en": TEXT, "es": TEXT})
+ODD_ROW = st.dictionaries(st.sampled_from(["en", "es", "translation", "source", "target", "x"]), VALUE, max_size=4)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(rows=st.lists(ROW, min_size=0, max_size=5), junk=st.sampled_from([b"", b"\n", b"\xff\xfe\n", b"{\n", b"[1]\n"]))
-def test_fuzzed_dataset_rows_load_and_clean_or_fail_with_a_data_error(tmp_path, rows, junk):
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(PAIR, max_size=5), odd=st.lists(ODD_ROW, max_size=1),
+       junk=st.sampled_from([b"", b"\n", b"\xff\xfe\n", b"{\n", b"[1]\n"]))
+def test_fuzzed_dataset_rows_load_and_clean_or_fail_with_a_data_error(tmp_path, rows, odd, junk):
     path = tmp_path / "train.jsonl"
-    path.write_bytes("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8", "surrogatepass") + junk)
+    lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in odd + rows]
+    path.write_bytes("".join(lines).encode("utf-8", "surrogatepass") + junk)
     try:
         raw = load_translation_dataset(path, validation_size=None)
         cleaned, _ = clean_translation_dataset(raw)

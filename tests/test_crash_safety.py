@@ -146,6 +146,21 @@ def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkp
         assert not (tmp_path / name).exists(), name
 
 
+def test_an_infinite_gradient_with_a_finite_loss_stops_the_run_too(corpus, tmp_path, monkeypatch):
+    compute_loss = TranslationTrainer.compute_loss
+
+    def infinite_gradient_at_step_2(self, model, inputs, *args, **kwargs):  # test hook
+        loss = compute_loss(self, model, inputs, *args, **kwargs)
+        if self.state.global_step == 1:
+            loss.register_hook(lambda grad: grad * float("inf"))
+        return loss
+
+    monkeypatch.setattr(TranslationTrainer, "compute_loss", infinite_gradient_at_step_2)
+    with pytest.raises(NonFiniteLossError, match=r"step 2: the gradient norm is (inf|nan) \(the loss was finite\)"):
+        run_translation(parse_translation_config(command(corpus, tmp_path, resume_from_checkpoint="none")))
+    assert not list(tmp_path.glob("checkpoint-*"))
+
+
 @pytest.mark.slow
 def test_an_absurd_learning_rate_exits_non_zero_with_the_step(corpus, tmp_path):
     done = run_recipe(command(corpus, tmp_path, learning_rate=1e12, max_grad_norm=0))
