@@ -156,7 +156,7 @@ def test_an_infinite_gradient_with_a_finite_loss_stops_the_run_too(corpus, tmp_p
         return loss
 
     monkeypatch.setattr(TranslationTrainer, "compute_loss", infinite_gradient_at_step_2)
-    with pytest.raises(NonFiniteLossError, match=r"step 2: the gradient norm is (inf|nan) \(the loss was finite\)"):
+    with pytest.raises(NonFiniteLossError, match=r"step 2: the gradient norm is nan \(the loss was finite\)"):
         run_translation(parse_translation_config(command(corpus, tmp_path, resume_from_checkpoint="none")))
     assert not list(tmp_path.glob("checkpoint-*"))
 
