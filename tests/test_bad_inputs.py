@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import BertConfig, BertModel
@@ -69,7 +68,8 @@ def inputs(tmp_path_factory) -> Path:
     BertModel(BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
                          vocab_size=len(tokenizer))).save_pretrained(root / "bert")
     tokenizer.save_pretrained(root / "bert")
-    BigModelForCausalLM(tiny_config("classic", False, vocab_size=len(tokenizer), **special)).save_pretrained(root / "lm")
+    lm = BigModelForCausalLM(tiny_config("classic", False, vocab_size=len(tokenizer), **special))
+    lm.save_pretrained(root / "lm")
     tokenizer.save_pretrained(root / "lm")
     return root
 
@@ -99,16 +99,19 @@ def argv(inputs: Path, output_dir: Path, **overrides) -> list[str]:
 
 # (id, overrides (a function of the inputs folder), fragments the message must contain)
 BAD_RUNS = [
-    ("batch_size_zero", lambda d: dict(per_device_train_batch_size=0), ["per_device_train_batch_size must be a positive"]),
+    ("batch_size_zero", lambda d: dict(per_device_train_batch_size=0),
+     ["per_device_train_batch_size must be a positive"]),
     ("batch_size_negative", lambda d: dict(per_device_train_batch_size=-8), ["per_device_train_batch_size", "-8"]),
     ("learning_rate_zero", lambda d: dict(learning_rate=0), ["learning_rate must be a positive float, got 0"]),
     ("learning_rate_negative", lambda d: dict(learning_rate=-1e-3), ["learning_rate must be a positive float"]),
     ("learning_rate_infinite", lambda d: dict(learning_rate="inf"), ["learning_rate must be a finite number, got inf"]),
-    ("max_steps_below_warmup", lambda d: dict(max_steps=5, warmup_steps=10), ["max_steps (5) must exceed warmup_steps"]),
+    ("max_steps_below_warmup", lambda d: dict(max_steps=5, warmup_steps=10),
+     ["max_steps (5) must exceed warmup_steps"]),
     ("unknown_key", lambda d: dict(lerning_rate=1e-3), ["'lerning_rate' is not a known setting", "learning_rate"]),
     ("renamed_key", lambda d: dict(evaluation_strategy="steps"), ["use eval_strategy"]),
     ("config_not_a_mapping", lambda d: dict(config=d / "config.yaml"), ["must hold a mapping"]),
-    ("bad_model_override", lambda d: dict(config_overrides="d_model=30,num_attention_heads=4"), ["--config_overrides", "d_model"]),
+    ("bad_model_override", lambda d: dict(config_overrides="d_model=30,num_attention_heads=4"),
+     ["--config_overrides", "d_model (30) must be divisible"]),
     ("missing_file", lambda d: dict(train_file=d / "nope.jsonl"), ["nope.jsonl: no such file"]),
     ("null_field", lambda d: dict(train_file=d / "null.jsonl"), ["null.jsonl: line 4: field 'es' is missing or null"]),
     ("missing_field", lambda d: dict(train_file=d / "missing.jsonl"), ["missing.jsonl: line 4: field 'es' is missing"]),
@@ -118,16 +121,23 @@ BAD_RUNS = [
     ("only_blank_lines", lambda d: dict(train_file=d / "blank_lines.tsv", clean_data="true"),
      ["split 'train' is empty after cleaning", "empty=3", "Check the data"]),
     ("train_is_the_validation_set", lambda d: dict(clean_data="true"), ["empty after cleaning", "eval_overlap=24"]),
-    ("validation_in_other_languages", lambda d: dict(validation_file=d / "fr.jsonl"), ["languages ['en', 'fr'], not ['es']"]),
+    ("validation_in_other_languages", lambda d: dict(validation_file=d / "fr.jsonl"),
+     ["languages ['en', 'fr'], not ['es']"]),
     ("target_language_missing", lambda d: dict(target_lang="de"), ["columns", "'de'", "source_field"]),
     ("dataset_and_train_file", lambda d: dict(dataset_name="toy_en_es"), ["either --dataset_name or --train_file"]),
-    ("truncated_config_json", lambda d: dict(model_name_or_path=d / "trunc_config"), ["trunc_config", "not a valid JSON", "complete checkpoint or tokenizer folder"]),
-    ("truncated_safetensors", lambda d: dict(model_name_or_path=d / "trunc_weights"), ["trunc_weights could not be loaded", "incomplete metadata"]),
-    ("other_model_type", lambda d: dict(model_name_or_path=d / "bert"), ["bert could not be loaded", "BertConfig", "encoder-decoder model"]),
-    ("decoder_only_checkpoint", lambda d: dict(model_name_or_path=d / "lm"), ["lm could not be loaded", "BigModelForCausalLM"]),
-    ("tokenizer_larger_than_model", lambda d: dict(model_name_or_path=d / "small_vocab", tokenizer_name=d / "tokenizer"),
+    ("truncated_config_json", lambda d: dict(model_name_or_path=d / "trunc_config"),
+     ["trunc_config", "not a valid JSON", "complete checkpoint or tokenizer folder"]),
+    ("truncated_safetensors", lambda d: dict(model_name_or_path=d / "trunc_weights"),
+     ["trunc_weights could not be loaded", "incomplete metadata"]),
+    ("other_model_type", lambda d: dict(model_name_or_path=d / "bert"),
+     ["bert could not be loaded", "BertConfig", "encoder-decoder model"]),
+    ("decoder_only_checkpoint", lambda d: dict(model_name_or_path=d / "lm"),
+     ["lm could not be loaded", "BigModelForCausalLM"]),
+    ("tokenizer_larger_than_model",
+     lambda d: dict(model_name_or_path=d / "small_vocab", tokenizer_name=d / "tokenizer"),
      ["has 120 tokens but the model", "has 40 embeddings", "leave --tokenizer_name unset"]),
-    ("resume_from_missing_checkpoint", lambda d: dict(resume_from_checkpoint=d / "checkpoint-9"), ["is not a checkpoint folder", "use 'last'"]),
+    ("resume_from_missing_checkpoint", lambda d: dict(resume_from_checkpoint=d / "checkpoint-9"),
+     ["is not a checkpoint folder", "use 'last'"]),
 ]
 
 
@@ -137,7 +147,8 @@ def recipe_main():
 
 
 @pytest.mark.parametrize("overrides, fragments", [case[1:] for case in BAD_RUNS], ids=[case[0] for case in BAD_RUNS])
-def test_a_bad_input_stops_the_recipe_clearly_and_touches_nothing(recipe_main, inputs, existing_run, overrides, fragments):
+def test_a_bad_input_stops_the_recipe_clearly_and_touches_nothing(recipe_main, inputs, existing_run, overrides,
+                                                                 fragments):
     before = snapshot(existing_run)
     with pytest.raises(SystemExit) as stop:
         recipe_main(argv(inputs, existing_run, **overrides(inputs)))
@@ -154,7 +165,8 @@ def test_bad_inputs_exit_non_zero_from_a_real_process(inputs, existing_run, case
     _, overrides, fragments = next(c for c in BAD_RUNS if c[0] == case)
     before = snapshot(existing_run)
     done = subprocess.run([sys.executable, str(RECIPE), *argv(inputs, existing_run, **overrides(inputs))],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                          capture_output=True, text=True, cwd=ROOT, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert "translate.py: " in done.stderr and all(fragment in done.stderr for fragment in fragments)
     assert snapshot(existing_run) == before
@@ -165,7 +177,8 @@ def test_empty_lines_and_a_100k_character_line_are_dropped_and_counted(tmp_path)
     the cleaner and counted; without cleaning, tokenization cuts a long line to max_source_length."""
     long = "word " * 20_000  # 100,000 characters
     jsonl = tmp_path / "train.jsonl"
-    jsonl.write_text("\n\n" + json.dumps({"en": "a cat", "es": "un gato"}) + "\n\n" + json.dumps({"en": "a dog", "es": "un perro"}) + "\n")
+    rows = [json.dumps({"en": "a cat", "es": "un gato"}), json.dumps({"en": "a dog", "es": "un perro"})]
+    jsonl.write_text("\n\n" + rows[0] + "\n\n" + rows[1] + "\n")
     assert len(load_translation_dataset(jsonl, validation_size=None)["train"]) == 2
     tsv = tmp_path / "train.tsv"
     tsv.write_text(f"a cat\tun gato\n\n{long}\tuna palabra\na dog\tun perro\n")
@@ -180,7 +193,8 @@ def test_empty_lines_and_a_100k_character_line_are_dropped_and_counted(tmp_path)
 
 # ---------------------------------------------------------------------------------------------- fuzzing
 
-NUMBERS = st.one_of(st.integers(-10, 10**6), st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0, -1, 1e-12]))
+NUMBERS = st.one_of(st.integers(-10, 10**6), st.floats(allow_nan=True, allow_infinity=True),
+                    st.sampled_from([0, -1, 1e-12]))
 CONFIG_KEYS = ["per_device_train_batch_size", "learning_rate", "max_steps", "warmup_steps", "num_train_epochs",
                "label_smoothing_factor", "gradient_accumulation_steps", "max_tokens", "num_beams", "save_total_limit",
                "early_stopping_patience", "average_last_checkpoints", "max_source_length", "weight_decay"]
@@ -198,17 +212,20 @@ def test_fuzzed_config_values_parse_or_fail_with_a_config_error(values):
         assert stop.code == 2
         return
     *_, training = run_config
-    assert training.per_device_train_batch_size > 0 and math.isfinite(training.learning_rate) and training.learning_rate > 0
+    assert training.per_device_train_batch_size > 0
+    assert math.isfinite(training.learning_rate) and training.learning_rate > 0
     assert training.max_steps == -1 or training.max_steps > 0
 
 
 TEXT = st.text(max_size=30)
-VALUE = st.one_of(TEXT, st.none(), st.integers(), st.lists(TEXT, max_size=2), st.dictionaries(st.sampled_from(["en", "es"]), TEXT))
+VALUE = st.one_of(TEXT, st.none(), st.integers(), st.lists(TEXT, max_size=2),
+                  st.dictionaries(st.sampled_from(["en", "es"]), TEXT))
 PAIR = st.fixed_dictionaries({"en": TEXT, "es": TEXT})
 ODD_ROW = st.dictionaries(st.sampled_from(["en", "es", "translation", "source", "target", "x"]), VALUE, max_size=4)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(PAIR, max_size=5), odd=st.lists(ODD_ROW, max_size=1),
        junk=st.sampled_from([b"", b"\n", b"\xff\xfe\n", b"{\n", b"[1]\n"]))
 def test_fuzzed_dataset_rows_load_and_clean_or_fail_with_a_data_error(tmp_path, rows, odd, junk):
@@ -221,4 +238,4 @@ def test_fuzzed_dataset_rows_load_and_clean_or_fail_with_a_data_error(tmp_path, 
     except DataError:
         return
     for split in cleaned.values():
-        assert all(isinstance(s, str) and s for s in split["source"]) and all(isinstance(t, str) and t for t in split["target"])
+        assert all(isinstance(text, str) and text for text in [*split["source"], *split["target"]])

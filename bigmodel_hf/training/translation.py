@@ -76,12 +76,14 @@ def load_parallel_data(data: TranslationDataArguments, output_dir: str, seed: in
 
 def build_tokenizer(model_args: ModelArguments, tok_args: TokenizerArguments, raw, training_args, resuming: bool):
     """The checkpoint's (or `tokenizer_name`'s) tokenizer, or a joint one trained on the training split."""
+    def train(save_dir):
+        return train_translation_tokenizer(raw["train"], vocab_size=tok_args.vocab_size, save_dir=save_dir,
+                                           model_type=tok_args.tokenizer_type,
+                                           min_frequency=tok_args.tokenizer_min_frequency)
+
     name = model_args.tokenizer_name or model_args.model_name_or_path
     try:
-        return tokenizer_for_run(model_args, training_args, resuming, train=lambda save_dir: train_translation_tokenizer(
-            raw["train"], vocab_size=tok_args.vocab_size, model_type=tok_args.tokenizer_type,
-            min_frequency=tok_args.tokenizer_min_frequency, save_dir=save_dir,
-        ))
+        return tokenizer_for_run(model_args, training_args, resuming, train=train)
     except (OSError, ValueError) as error:
         if not name or isinstance(error, ConfigError):
             raise
