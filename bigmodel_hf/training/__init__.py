@@ -4,6 +4,8 @@
   at start (renamed/unknown keys, bad values) -> `parse_run_config(argument_types, argv, defaults)`.
 - `callbacks` (+ `plotting`): loss/metric PNG, sample outputs at each evaluation, early stopping.
 - `checkpoints`: checkpoints in step order, averaging the last N, `--resume_from_checkpoint last`.
+- `integrity`, `guards`: a half-written checkpoint is never resumed from; a NaN/inf loss or a failed save
+  (disk full) stops the run with the step or checkpoint named (see docs/bad_inputs.md).
 - `evaluation`: `TranslationMetrics` (BLEU/chrF from generated ids), the capped length-sorted validation
   subset; the LM side uses `bigmodel_hf.metrics.perplexity` (token-weighted, in-process).
 - `generation`: batched `translate_texts` / left-padded `continue_texts` from strings.
