@@ -48,7 +48,8 @@ def _translate(args: argparse.Namespace) -> None:
     from .translator import Translator
 
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin]
-    translator = Translator.from_pretrained(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
+    translator = Translator.from_pretrained(args.model, device=args.device, trust_remote_code=args.trust_remote_code,
+                                            load_legacy_bin=args.load_legacy_bin)
     for line in translator(texts, num_beams=args.num_beams, length_penalty=args.length_penalty,
                            max_new_tokens=args.max_new_tokens, batch_size=args.batch_size):
         print(line)
@@ -98,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("--batch_size", type=int, default=32)
     translate.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
     translate.add_argument("--trust_remote_code", action="store_true", help="allow code shipped with the model")
+    translate.add_argument("--load_legacy_bin", action="store_true",
+                           help="accept pickled pytorch_model.bin weights (default: safetensors only)")
     translate.set_defaults(run=_translate)
     return parser
 

@@ -29,10 +29,15 @@ class Translator:
         self.tokenizer = tokenizer
 
     @classmethod
-    def from_pretrained(cls, name_or_path, device=None, dtype=None, trust_remote_code: bool = False) -> "Translator":
+    def from_pretrained(cls, name_or_path, device=None, dtype=None, trust_remote_code: bool = False,
+                        load_legacy_bin: bool = False) -> "Translator":
         """Load model and tokenizer from a local folder or Hub id (ours without remote code once
-        `bigmodel_hf` is imported; other checkpoints as `AutoModelForSeq2SeqLM` loads them)."""
-        model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path, dtype=dtype, trust_remote_code=trust_remote_code)
+        `bigmodel_hf` is imported; other checkpoints as `AutoModelForSeq2SeqLM` loads them).
+
+        Weights come from safetensors only; `load_legacy_bin=True` also accepts a pickled `pytorch_model.bin`.
+        """
+        model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path, dtype=dtype, trust_remote_code=trust_remote_code,
+                                                      use_safetensors=None if load_legacy_bin else True)
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
         return cls(model, tokenizer, device)
 

@@ -6,9 +6,11 @@ import torch
 
 from bigmodel_hf import BigModelForSeq2SeqLM
 from bigmodel_hf.hub import UnsafeUploadError, check_upload, plan_upload
+from bigmodel_hf.tokenization import train_translation_tokenizer
 from bigmodel_hf.training.arguments import ModelArguments
 from bigmodel_hf.training.translation import build_model
 from bigmodel_hf.training.validation import ConfigError
+from bigmodel_hf.translator import Translator
 from tiny_models import tiny_config
 from tiny_runs import make_output_dir
 
@@ -34,6 +36,19 @@ def test_checkpoints_load_without_unpickling_and_pickled_weights_need_opting_in(
     assert unpickled == []
     build_model(ModelArguments(model_name_or_path=str(tmp_path / "legacy"), load_legacy_bin=True), NoTokenizer())
     assert [str(path).endswith("pytorch_model.bin") for path in unpickled] == [True]
+
+
+def test_the_translator_loads_safetensors_only_unless_asked(tmp_path):
+    model = BigModelForSeq2SeqLM(tiny_config("classic"))
+    tokenizer = train_translation_tokenizer(["a cat", "un gato"], vocab_size=60, min_frequency=1)
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
+    with pytest.raises(OSError, match="no file named model.safetensors"):
+        Translator.from_pretrained(tmp_path, device="cpu")
+    loaded = Translator.from_pretrained(tmp_path, device="cpu", load_legacy_bin=True).model
+    assert torch.equal(loaded.get_input_embeddings().weight, model.get_input_embeddings().weight)
 
 
 def test_secrets_files_in_the_output_dir_are_never_pushed(tmp_path):
