@@ -63,8 +63,9 @@ def history(output_dir: Path, step: int) -> list[dict]:
 
 @pytest.mark.slow
 def test_killed_runs_resume_to_the_weights_of_an_uninterrupted_run(corpus, tmp_path):
-    reference = tmp_path / "reference"
-    run_translation(parse_translation_config(command(corpus, reference)))
+    reference = tmp_path / "reference"  # a fresh interpreter too: other tests leave global torch state behind
+    done = run_recipe(command(corpus, reference))
+    assert done.returncode == 0, done.stderr[-3000:]
 
     run = tmp_path / "run"
     argv = command(corpus, run)  # the same command every time
