@@ -43,7 +43,7 @@ def command(corpus: Path, output_dir: Path, **overrides) -> list[str]:
         vocab_size=120, tokenizer_min_frequency=1, max_steps=18, warmup_steps=4, learning_rate=3e-3,
         per_device_train_batch_size=4, save_steps=3, logging_steps=1, eval_strategy="no",
         load_best_model_at_end="false", report_to="none", num_sample_outputs=0, max_predict_samples=2, num_beams=1,
-        generation_max_length=16, plot="false", seed=0, resume_from_checkpoint="last",
+        generation_max_length=16, plot="false", seed=0,  # no resume flag: resuming is the default
     )
     return [item for key, value in {**settings, **overrides}.items() for item in (f"--{key}", str(value))]
 

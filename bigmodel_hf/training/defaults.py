@@ -27,6 +27,9 @@ COMMON_DEFAULTS = {
     "num_train_epochs": 10,
     "dataloader_num_workers": 0,
     "seed": 42,
+    # Rerunning an interrupted command continues from its newest complete checkpoint (none: a fresh start);
+    # `--resume_from_checkpoint none` forces a fresh start over existing checkpoints.
+    "resume_from_checkpoint": "last",
 }
 
 TRANSLATION_DEFAULTS = {
