@@ -7,22 +7,16 @@
 Settings: recipe defaults < YAML file < flags; `--help` lists every flag. See recipes/README.md.
 """
 
-import sys
 from pathlib import Path
 
-from bigmodel_hf.training import ConfigError
+from bigmodel_hf.training.entry import recipe_main
 from bigmodel_hf.training.text_generation import parse_text_generation_config, run_text_generation
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "generate_text_stdlib.yaml"
 
 
 def main(argv=None) -> None:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    try:  # the embedded default run only when called with no arguments at all
-        run_config = parse_text_generation_config(argv, default_config=None if argv else DEFAULT_CONFIG)
-    except ConfigError as error:
-        sys.exit(f"generate_text.py: {error}")
-    run_text_generation(run_config)
+    recipe_main("generate_text.py", parse_text_generation_config, run_text_generation, DEFAULT_CONFIG, argv)
 
 
 if __name__ == "__main__":
