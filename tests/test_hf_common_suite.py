@@ -9,7 +9,6 @@ import sys
 import unittest
 
 import pytest
-import torch
 
 from bigmodel_hf import BigModelConfig, BigModelForCausalLM, BigModelForSeq2SeqLM, BigModelModel
 from fetch_transformers_tests import SUITE_DIR
