@@ -118,7 +118,7 @@ def prepare(data_dir: Path, out: Path, vocab_size: int = 8000, seed: int = 42):
     return raw
 
 
-def build_model(arm: str, tokenizer, shape: dict):
+def build_model(arm: str, tokenizer, shape: dict, **marian_overrides):
     ids = dict(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
                eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.bos_token_id)
     if arm == "ours":
@@ -128,7 +128,7 @@ def build_model(arm: str, tokenizer, shape: dict):
             d_model=shape["d_model"], encoder_layers=shape["encoder_layers"], decoder_layers=shape["decoder_layers"],
             encoder_attention_heads=shape["num_attention_heads"], decoder_attention_heads=shape["num_attention_heads"],
             encoder_ffn_dim=shape["ffn_dim"], decoder_ffn_dim=shape["ffn_dim"], forced_eos_token_id=None,
-            max_position_embeddings=512, **ids,
+            max_position_embeddings=512, **ids, **marian_overrides,
         )
         model = MarianMTModel(config)
     generation = model.generation_config
@@ -147,9 +147,11 @@ def train_arm(arm: str, raw, tokenizer, out: Path, budget_s: float, shape: dict 
     """
     name = name or arm
     set_seed(seed)
-    model = build_model(arm, tokenizer, shape)
-    tokenized = tokenize_translation_dataset(raw, tokenizer, max_source_length=128, max_target_length=128)
     settings = {**(OURS if arm == "ours" else BASELINE), **(overrides or {})}
+    # MarianConfig fields of the baseline's model (e.g. scale_embedding=true, as real Marian checkpoints have)
+    marian = {key: settings.pop(key) for key in ("scale_embedding",) if key in settings}
+    model = build_model(arm, tokenizer, shape, **marian)
+    tokenized = tokenize_translation_dataset(raw, tokenizer, max_source_length=128, max_target_length=128)
     common = dict(output_dir=str(out / name), report_to=[], eval_strategy="no", save_strategy="no", seed=seed,
                   logging_steps=logging_steps, logging_first_step=True, max_grad_norm=1.0, use_cpu=True,
                   dataloader_num_workers=0, disable_tqdm=True, max_steps=max_steps,
@@ -176,7 +178,7 @@ def train_arm(arm: str, raw, tokenizer, out: Path, budget_s: float, shape: dict 
     scores = corpus_translation_scores(predictions, list(raw["validation"]["target"]))
     result = {
         "arm": arm, "name": name, "model_class": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters()),
-        "settings": {**settings, **({"max_tokens": max_tokens} if arm == "ours" else {}),
+        "settings": {**settings, **marian, **({"max_tokens": max_tokens} if arm == "ours" else {}),
                      "max_steps_for_schedule": max_steps},
         "budget_s": budget_s, "training_s": clock.training_s, "steps": trainer.state.global_step,
         "epochs": trainer.state.epoch, "target_tokens": trainer.target_tokens,
@@ -203,6 +205,12 @@ def translate(model, tokenizer, texts):
 
 
 NOTES_MARKER = "<!-- notes: kept when --arm report rewrites the tables above -->"
+
+
+def sampled(rows: list, count: int) -> list:
+    """About `count` evenly spaced rows, the last one always included."""
+    picked = rows[:: max(1, len(rows) // (count - 1))]
+    return picked + rows[-1:] if rows and picked[-1] != rows[-1] else picked
 
 
 def write_report(out: Path, path: Path, arms=("ours", "baseline")) -> str:
@@ -235,7 +243,7 @@ def write_report(out: Path, path: Path, arms=("ours", "baseline")) -> str:
         load = f"load average during training min/mean/max {loads[0]:.1f}/{loads[1]:.1f}/{loads[2]:.1f}" if loads else ""
         lines.append(f"- **{arm}** ({r['model_class']}): {settings}. Core {r['machine']['affinity']}, "
                      f"{r['machine']['threads']} thread; {load}. Training loss (step: loss) "
-                     + ", ".join(f"{s}: {l:.2f}" for s, l in r["losses"][:: max(1, len(r["losses"]) // 6)] + r["losses"][-1:]))
+                     + ", ".join(f"{s}: {l:.2f}" for s, l in sampled(r["losses"], 7)))
     lines += ["", "## Sample outputs (first validation pairs)", ""]
     for arm, r in rows.items():
         for sample in r["samples"][:2]:
