@@ -6,7 +6,6 @@ import json
 import math
 import os
 import runpy
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ from bigmodel_hf.training.checkpoints import list_checkpoints
 from bigmodel_hf.toy_data import toy_translation_pairs
 from bigmodel_hf.training.lora import load_lora_result
 from bigmodel_hf.training.text_generation import parse_text_generation_config, run_text_generation
+from ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "generate_text.py"
@@ -284,12 +284,6 @@ def test_config_errors_stop_the_recipe_at_start(argv, hint, tmp_path):
     with pytest.raises(SystemExit) as stop:
         recipe["main"](argv + ["--output_dir", str(tmp_path)])
     assert str(stop.value.code).startswith("generate_text.py: ") and hint in str(stop.value.code)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.slow

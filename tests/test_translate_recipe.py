@@ -4,7 +4,6 @@ ours and a stock Marian checkpoint, config errors, and the 2-process run with ex
 import json
 import os
 import runpy
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from bigmodel_hf.tokenization import train_translation_tokenizer
 from bigmodel_hf.toy_data import toy_translation_pairs
 from bigmodel_hf.training.generation import translate_texts
 from bigmodel_hf.training.translation import parse_translation_config, run_translation
+from ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "translate.py"
@@ -146,12 +146,6 @@ def test_config_errors_stop_the_recipe_at_start(argv, hint):
     with pytest.raises(SystemExit) as stop:
         recipe["main"](argv)
     assert str(stop.value.code).startswith("translate.py: ") and hint in str(stop.value.code)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.slow
