@@ -1,3 +1,4 @@
+import json
 import sys
 from pathlib import Path
 
@@ -25,3 +26,14 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def toy_translation_jsonl(tmp_path_factory) -> Path:
+    """24 English-Spanish pairs of the toy grammar as JSON Lines in the Hub `translation` layout."""
+    from bigmodel_hf.toy_data import toy_translation_pairs
+
+    path = tmp_path_factory.mktemp("corpus") / "tiny.jsonl"
+    rows = toy_translation_pairs(24, seed=3)
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), "utf-8")
+    return path

@@ -15,7 +15,6 @@ import torch
 import transformers.modeling_utils
 from safetensors.torch import load_file, save_file
 
-from bigmodel_hf.toy_data import toy_translation_pairs
 from bigmodel_hf.training.checkpoints import resolve_resume_checkpoint
 from bigmodel_hf.training.guards import CheckpointSaveError, NonFiniteLossError
 from bigmodel_hf.training.integrity import IncompleteCheckpointError, checkpoint_problem
@@ -27,11 +26,8 @@ PROBE = ROOT / "tests" / "crash_probe.py"
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("corpus") / "tiny.jsonl"
-    rows = toy_translation_pairs(24, seed=3)
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), "utf-8")
-    return path
+def corpus(toy_translation_jsonl) -> Path:
+    return toy_translation_jsonl
 
 
 def command(corpus: Path, output_dir: Path, **overrides) -> list[str]:

@@ -4,10 +4,7 @@ LoRA, resume, WSD schedule, options, config errors, the 2-process run, and the r
 
 import json
 import math
-import os
 import runpy
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,7 +21,7 @@ from bigmodel_hf.training.checkpoints import list_checkpoints
 from bigmodel_hf.toy_data import toy_translation_pairs
 from bigmodel_hf.training.lora import load_lora_result
 from bigmodel_hf.training.text_generation import parse_text_generation_config, run_text_generation
-from ports import free_port
+from two_processes import run_in_two_cpu_processes
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "generate_text.py"
@@ -288,21 +285,9 @@ def test_config_errors_stop_the_recipe_at_start(argv, hint, tmp_path):
 
 @pytest.mark.slow
 def test_two_cpu_processes_train_in_sync_and_score_like_one(corpus, tmp_path):
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch",
-        "--config_file", str(ROOT / "recipes" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port", str(free_port()),
-        str(ROOT / "tests" / "ddp_sync_probe.py"),
-        *tiny_run(corpus, tmp_path, max_steps=20, eval_steps=20, save_steps=20, per_device_train_batch_size=4,
-                  max_eval_samples=23, report_to="none", num_sample_outputs=0),
-    ]
-    env = {k: v for k, v in os.environ.items() if k != "ACCELERATE_USE_CPU"} | {"SYNC_PROBE_RECIPE": "generate_text.py"}
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-3000:]
-    info = json.loads((tmp_path / "run_info.json").read_text())
-    assert info["num_processes"] == 2 and info["distributed_type"] == "MULTI_CPU"
-    ranks = json.loads((tmp_path / "sync_probe.json").read_text())["ranks"]
-    assert len(ranks) == 2 and ranks[0]["first_batch"] != ranks[1]["first_batch"]
-    assert ranks[0]["checksum"] == ranks[1]["checksum"]
+    run_in_two_cpu_processes("generate_text.py", tiny_run(
+        corpus, tmp_path, max_steps=20, eval_steps=20, save_steps=20, per_device_train_batch_size=4,
+        max_eval_samples=23, report_to="none", num_sample_outputs=0), tmp_path)
     # perplexity gathered across ranks over 23 blocks (odd: not split evenly) = one process's over the same blocks
     validation = json.loads((tmp_path / "eval_results.json").read_text())["validation"]
     assert validation["blocks"] == 23

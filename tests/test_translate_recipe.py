@@ -2,10 +2,7 @@
 ours and a stock Marian checkpoint, config errors, and the 2-process run with exact metrics."""
 
 import json
-import os
 import runpy
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,10 +12,9 @@ import yaml
 from transformers import AutoModelForSeq2SeqLM, MarianConfig, MarianMTModel
 
 from bigmodel_hf.tokenization import train_translation_tokenizer
-from bigmodel_hf.toy_data import toy_translation_pairs
 from bigmodel_hf.training.generation import translate_texts
 from bigmodel_hf.training.translation import parse_translation_config, run_translation
-from ports import free_port
+from two_processes import run_in_two_cpu_processes
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "translate.py"
@@ -43,11 +39,8 @@ def tiny_run(corpus: Path, output_dir: Path, **overrides) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("corpus") / "tiny.jsonl"
-    rows = toy_translation_pairs(24, seed=3)
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), "utf-8")
-    return path
+def corpus(toy_translation_jsonl) -> Path:
+    return toy_translation_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -150,21 +143,9 @@ def test_config_errors_stop_the_recipe_at_start(argv, hint):
 
 @pytest.mark.slow
 def test_two_cpu_processes_train_in_sync_and_score_like_one(corpus, tmp_path):
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch",
-        "--config_file", str(ROOT / "recipes" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port", str(free_port()),
-        str(ROOT / "tests" / "ddp_sync_probe.py"),
-        *tiny_run(corpus, tmp_path, max_steps=40, eval_steps=20, save_steps=20, per_device_train_batch_size=6,
-                  max_predict_samples=23, report_to="none", num_sample_outputs=0),
-    ]
-    env = {k: v for k, v in os.environ.items() if k != "ACCELERATE_USE_CPU"}  # the recipe must find out itself
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-3000:]
-    info = json.loads((tmp_path / "run_info.json").read_text())
-    assert info["num_processes"] == 2 and info["distributed_type"] == "MULTI_CPU"
-    ranks = json.loads((tmp_path / "sync_probe.json").read_text())["ranks"]
-    assert len(ranks) == 2 and ranks[0]["first_batch"] != ranks[1]["first_batch"]  # different data per rank
-    assert ranks[0]["checksum"] == ranks[1]["checksum"]  # same weights: gradients were all-reduced
+    run_in_two_cpu_processes("translate.py", tiny_run(
+        corpus, tmp_path, max_steps=40, eval_steps=20, save_steps=20, per_device_train_batch_size=6,
+        max_predict_samples=23, report_to="none", num_sample_outputs=0), tmp_path)
     # Metrics gathered across ranks = metrics of one process over the same 23 pairs (odd: not split evenly).
     results = json.loads((tmp_path / "eval_results.json").read_text())["test"]
     hypotheses = (tmp_path / "translations" / "test.es").read_text("utf-8").splitlines()
