@@ -4,6 +4,8 @@
     bigmodel-hf card OUTPUT_DIR                        # (re)build OUTPUT_DIR/README.md, the model card
     bigmodel-hf push OUTPUT_DIR --hub_model_id ID      # push a run's model, tokenizer and card to the Hub
     bigmodel-hf translate --model DIR "text" ...       # translate arguments (or stdin lines), one per line
+    bigmodel-hf translate --interactive --model DIR    # accept / correct / approve each proposal in the terminal
+    bigmodel-hf serve --model DIR                      # the same on a local web page
 """
 
 import argparse
@@ -45,6 +47,8 @@ def _push(args: argparse.Namespace) -> None:
 
 
 def _translate(args: argparse.Namespace) -> None:
+    if args.interactive:
+        return _translate_interactively(args)
     from .translator import Translator
 
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin]
@@ -53,6 +57,52 @@ def _translate(args: argparse.Namespace) -> None:
     for line in translator(texts, num_beams=args.num_beams, length_penalty=args.length_penalty,
                            max_new_tokens=args.max_new_tokens, batch_size=args.batch_size):
         print(line)
+
+
+def _interactive_setup(args: argparse.Namespace):
+    """Engine, corrections log and queued sources shared by `translate --interactive` and `serve`."""
+    from .interactive import CompletionEngine
+    from .interactive.session import CorrectionLog, model_languages, read_sources
+    from .translator import default_device
+
+    source_lang, target_lang = model_languages(args.model, args.source_lang, args.target_lang)
+    sources = list(args.texts or []) + (read_sources(args.source_file, source_lang) if args.source_file else [])
+    engine = CompletionEngine.from_pretrained(args.model, device=args.device or default_device(),
+                                              num_beams=args.num_beams, num_alternatives=args.alternatives,
+                                              max_new_tokens=args.max_new_tokens, length_penalty=args.length_penalty)
+    return engine, CorrectionLog(args.corrections, source_lang, target_lang), sources
+
+
+def _translate_interactively(args: argparse.Namespace) -> None:
+    from .interactive.terminal import run_terminal
+
+    engine, log, sources = _interactive_setup(args)
+    run_terminal(engine, log, sources or None, threshold=args.threshold)
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from .interactive.web import InteractiveApp, make_server
+
+    engine, log, sources = _interactive_setup(args)
+    server = make_server(InteractiveApp(engine, log, sources, threshold=args.threshold), args.host, args.port)
+    print(f"Serving on http://{args.host}:{server.server_address[1]}/ (Ctrl-C stops); approved translations "
+          f"go to {log.path}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def _add_interactive_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source_file", help="sentences to translate: a text file (one per line) or JSON Lines")
+    parser.add_argument("--corrections", default="corrections.jsonl",
+                        help="JSON Lines file approved translations are appended to (the recipe's --train_file)")
+    parser.add_argument("--source_lang", help="language code of the sources (default: the run's run_config.yaml)")
+    parser.add_argument("--target_lang", help="language code of the translations (default: run_config.yaml)")
+    parser.add_argument("--alternatives", type=int, default=3, help="n-best completions shown")
+    parser.add_argument("--threshold", type=float, default=0.5, help="words below this probability are marked")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,7 +151,23 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("--trust_remote_code", action="store_true", help="allow code shipped with the model")
     translate.add_argument("--load_legacy_bin", action="store_true",
                            help="accept pickled pytorch_model.bin weights (default: safetensors only)")
+    translate.add_argument("--interactive", action="store_true",
+                           help="human in the loop: accept words, type corrections, approve (see /help inside); "
+                                "sentences from the arguments, --source_file, or typed at a prompt")
+    _add_interactive_options(translate)
     translate.set_defaults(run=_translate)
+
+    serve = commands.add_parser("serve", help="interactive translation on a local web page")
+    serve.add_argument("texts", nargs="*", help="sentences to queue (also --source_file)")
+    serve.add_argument("--model", required=True, help="output directory of recipes/translate.py, or a Hub id")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (anyone reaching it can add corrections)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--num_beams", type=int, help="beam size (default: the model's generation_config)")
+    serve.add_argument("--length_penalty", type=float, help="beam length penalty (default: generation_config)")
+    serve.add_argument("--max_new_tokens", type=int, help="longest output in tokens (default: generation_config)")
+    serve.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
+    _add_interactive_options(serve)
+    serve.set_defaults(run=_serve)
     return parser
 
 

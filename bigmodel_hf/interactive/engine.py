@@ -1,0 +1,155 @@
+"""The completion engine: a source sentence and a target prefix in, the best completions out.
+
+    engine = CompletionEngine.from_pretrained("outputs/translate_toy_en_es")
+    completion = engine.complete("The cat sees a dog.", "El gato v")
+    completion.text            # "El gato ve a un perro."  (always starts with the prefix as typed)
+    completion.words           # [Word("El", None), Word("gato", None), Word("ve", 0.93), ...]
+    completion.alternatives    # the n-best, best first, each a Completion of the same prefix
+
+Beam search runs constrained to the prefix, then free (see `constraint.py`). The encoder runs once per
+source sentence and its output is reused for every prefix the person tries on it, so each keystroke costs
+only decoder steps. Word probabilities are the model's own (unconstrained) probabilities of the tokens it
+chose, multiplied over the tokens of the word: the quantity an interface highlights when it is low.
+"""
+
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, LogitsProcessorList
+from transformers.modeling_outputs import BaseModelOutput
+
+from .constraint import SpellingIndex, SpellPrefix, plan_prefix
+from .surfaces import token_surfaces
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    probability: float | None  # None: every character of it came from the prefix, the model chose nothing
+
+
+@dataclass(frozen=True)
+class Completion:
+    prefix: str                     # the prefix it honours, normalised (see constraint.normalize_prefix)
+    text: str                       # prefix + the model's continuation, words separated by single spaces
+    words: list[Word]
+    token_ids: list[int]            # the generated tokens (after the start token and the forced ones), EOS included
+    token_probabilities: list[float]  # the model's probability of each of them
+    score: float                    # beam score (length-normalised log-probability)
+    alternatives: list["Completion"] = field(default_factory=list)  # n-best incl. this one; empty on those
+
+
+class CompletionEngine:
+    def __init__(self, model, tokenizer, num_beams: int | None = None, num_alternatives: int = 3,
+                 max_new_tokens: int | None = None, length_penalty: float | None = None,
+                 source_prefix: str | None = None, cache_size: int = 16):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        defaults = model.generation_config
+        self.num_beams = max(num_beams or defaults.num_beams or 1, num_alternatives)
+        self.num_alternatives = num_alternatives
+        self.max_new_tokens = max_new_tokens or max((defaults.max_length or 129) - 1, 1)
+        self.length_penalty = length_penalty if length_penalty is not None else (defaults.length_penalty or 1.0)
+        self.source_prefix = source_prefix or ""
+        self.surfaces = token_surfaces(tokenizer)
+        self.spelling = SpellingIndex(self.surfaces, tokenizer.eos_token_id)
+        self.start_id = model.config.decoder_start_token_id
+        if self.start_id is None:
+            self.start_id = tokenizer.bos_token_id
+        self._encoded: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self._cache_size = cache_size
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, device: str | torch.device = "cpu", **options) -> "CompletionEngine":
+        """Model and tokenizer of a run's output directory (safetensors only) or a Hub id.
+
+        A `source_prefix` the run trained with (in its run_config.yaml) is applied to sources here too.
+        """
+        model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path, use_safetensors=True).to(device)
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        run_config = Path(name_or_path) / "run_config.yaml"
+        if "source_prefix" not in options and run_config.is_file():
+            options["source_prefix"] = (yaml.safe_load(run_config.read_text("utf-8")) or {}).get("source_prefix")
+        return cls(model, tokenizer, **options)
+
+    # ---------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode(self, source: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder states and attention mask of `source`, computed once and kept for the next prefixes."""
+        if source in self._encoded:
+            self._encoded.move_to_end(source)
+            return self._encoded[source]
+        batch = self.tokenizer([self.source_prefix + source], return_tensors="pt").to(self.model.device)
+        states = self.model.get_encoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        self._encoded[source] = (states.last_hidden_state, batch["attention_mask"])
+        if len(self._encoded) > self._cache_size:
+            self._encoded.popitem(last=False)
+        return self._encoded[source]
+
+    @torch.no_grad()
+    def complete(self, source: str, prefix: str = "", num_alternatives: int | None = None) -> Completion:
+        """The best completion of `prefix` as a translation of `source`, with its n-best alternatives."""
+        wanted = self.num_alternatives if num_alternatives is None else num_alternatives
+        plan = plan_prefix(self.tokenizer, self.surfaces, prefix)
+        states, mask = self.encode(source)
+        start = torch.tensor([[self.start_id, *plan.forced_ids]], device=self.model.device)
+        processors = LogitsProcessorList([SpellPrefix(self.spelling, plan.required, start.shape[1])]
+                                         if plan.required else [])
+        out = self.model.generate(
+            # a fresh wrapper each call: generate expands encoder outputs for the beams in place
+            encoder_outputs=BaseModelOutput(last_hidden_state=states), attention_mask=mask,
+            decoder_input_ids=start, logits_processor=processors,
+            num_beams=self.num_beams, num_return_sequences=max(1, min(wanted, self.num_beams)),
+            length_penalty=self.length_penalty, max_length=start.shape[1] + self.max_new_tokens,
+            do_sample=False, output_logits=True, return_dict_in_generate=True,
+        )
+        log_probs = self.model.compute_transition_scores(
+            out.sequences, out.logits, getattr(out, "beam_indices", None), normalize_logits=True)
+        scores = out.sequences_scores.tolist() if getattr(out, "sequences_scores", None) is not None \
+            else log_probs.sum(-1).tolist()
+        completions, seen = [], set()
+        for row in range(out.sequences.shape[0]):
+            generated = out.sequences[row, start.shape[1]:].tolist()
+            completion = self._describe(plan, generated, log_probs[row].exp().tolist(), scores[row])
+            if completion.text not in seen:  # two segmentations of one text are one alternative
+                seen.add(completion.text)
+                completions.append(completion)
+        best = completions[0]
+        return Completion(best.prefix, best.text, best.words, best.token_ids, best.token_probabilities, best.score,
+                          completions if wanted > 0 else [])
+
+    def _describe(self, plan, generated: list[int], probabilities: list[float], score: float) -> Completion:
+        """Text, words and per-word probabilities of one generated continuation."""
+        eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
+        kept = []
+        for token, probability in zip(generated, probabilities):
+            if token == pad:  # a shorter hypothesis padded to the longest
+                break
+            kept.append((token, probability))
+            if token == eos:
+                break
+        # the continuation's bytes start with what the plan required, which the prefix text already shows
+        raw = plan.text.encode("utf-8")
+        spans = []  # byte span in `raw` of each generated token's surface
+        skip = len(plan.required)
+        for token, probability in kept:
+            surface = self.surfaces[token]
+            overlap = min(skip, len(surface))
+            skip -= overlap
+            spans.append((len(raw) - overlap, len(raw) + len(surface) - overlap, probability))
+            raw += surface[overlap:]
+        words = []
+        for match in re.finditer(rb"\S+", raw):
+            chosen = [p for begin, end, p in spans if begin < match.end() and end > match.start() and end > begin
+                      and raw[max(begin, match.start()):min(end, match.end())].strip()]
+            product = None
+            for p in chosen:
+                product = p if product is None else product * p
+            words.append(Word(match.group().decode("utf-8", errors="replace"), product))
+        text = " ".join(word.text for word in words)
+        return Completion(plan.text, text, words, [t for t, _ in kept], [p for _, p in kept], score)

@@ -1,0 +1,63 @@
+"""A simulated translator, to measure how much typing interactive translation saves.
+
+The simulated person wants exactly the reference. Shown a proposal, they accept its longest prefix of
+correct words and type the next reference word in full (a word with its trailing space: finished), and
+the model completes again; when the accepted words are the whole reference they approve, cutting off
+anything the model added after it. Words typed / reference words is the word-stroke ratio: 1.0 means the
+model saved nothing (everything typed), 0.0 means the first proposal was right.
+"""
+
+import time
+import unicodedata
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SimulatedSentence:
+    reference_words: int
+    words_typed: int = 0
+    completions: int = 0
+    cut_overrun: bool = False  # the last proposal went on past the reference and the person cut it
+    latencies_ms: list[float] = field(default_factory=list)
+
+
+def simulate_sentence(engine, source: str, reference: str, on_completion=None) -> SimulatedSentence:
+    """Drive `engine` as the simulated translator on one pair; `on_completion(prefix, ms)` sees each call."""
+    target = unicodedata.normalize("NFC", reference).split()  # as the prefix is normalised
+    result = SimulatedSentence(reference_words=len(target))
+    prefix = ""
+    for _ in range(len(target) + 1):  # each round types one word, so at most one round per word (+ the first)
+        started = time.perf_counter()
+        proposal = engine.complete(source, prefix, num_alternatives=1).text.split()
+        ms = (time.perf_counter() - started) * 1000
+        result.completions += 1
+        result.latencies_ms.append(ms)
+        if on_completion is not None:
+            on_completion(prefix, ms)
+        correct = 0
+        while correct < min(len(proposal), len(target)) and proposal[correct] == target[correct]:
+            correct += 1
+        if correct == len(target):
+            result.cut_overrun = len(proposal) > len(target)
+            return result
+        result.words_typed += 1
+        prefix = " ".join(target[:correct + 1]) + " "
+    raise AssertionError(f"the prefix constraint failed: {prefix!r} did not stay in the proposal")
+
+
+def summarize(sentences: list[SimulatedSentence]) -> dict:
+    """Totals and per-sentence means over simulated sentences."""
+    count = len(sentences)
+    typed = sum(s.words_typed for s in sentences)
+    words = sum(s.reference_words for s in sentences)
+    return {
+        "sentences": count,
+        "reference_words": words,
+        "words_typed": typed,
+        "word_stroke_ratio": typed / words if words else 0.0,
+        "words_typed_per_sentence": typed / count if count else 0.0,
+        "reference_words_per_sentence": words / count if count else 0.0,
+        "completions_per_sentence": sum(s.completions for s in sentences) / count if count else 0.0,
+        "first_proposal_right": sum(s.words_typed == 0 for s in sentences),
+        "cut_overruns": sum(s.cut_overrun for s in sentences),
+    }

@@ -1,0 +1,269 @@
+"""Interactive-predictive translation: prefix-constrained completion, probabilities, n-best, the session,
+the terminal loop over stdin and the corrections file the recipe trains on."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from interactive_models import PAIRS, make_model_dir, write_pairs
+
+from bigmodel_hf.interactive import CompletionEngine
+from bigmodel_hf.interactive.constraint import SpellingIndex, normalize_prefix, plan_prefix
+from bigmodel_hf.interactive.session import CorrectionLog, TranslationSession, model_languages, read_sources
+from bigmodel_hf.interactive.simulation import simulate_sentence, summarize
+from bigmodel_hf.interactive.terminal import run_terminal
+from bigmodel_hf.training.generation import translate_texts
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = [PAIRS[0]["en"], PAIRS[1]["en"], "The old man buys bread in the city."]
+PREFIXES = ["", "La", "La ", "La mu", "La mujer ", "La mujer ti", "Los niños  miran", "El niño mira un r", "niñ",
+            "Qué x", "zzz ", "El 42 "]
+
+
+@pytest.fixture(scope="module", params=["bpe", "byte-level"])
+def engine(request, tmp_path_factory):
+    folder = make_model_dir(tmp_path_factory.mktemp(request.param), request.param)
+    return CompletionEngine.from_pretrained(folder)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return make_model_dir(tmp_path_factory.mktemp("bpe-model"))
+
+
+def assert_honours(text: str, prefix: str) -> None:
+    """`text` shows `prefix` verbatim; a finished last word (trailing space) stays a word of its own."""
+    shown = normalize_prefix(prefix)
+    assert text.startswith(shown.rstrip()), (text, prefix)
+    if shown.endswith(" "):
+        assert text == shown.rstrip() or text.startswith(shown), (text, prefix)
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_every_completion_starts_with_the_prefix(engine, prefix):
+    for source in SOURCES:
+        completion = engine.complete(source, prefix)
+        assert completion.prefix == normalize_prefix(prefix)
+        for alternative in completion.alternatives:
+            assert_honours(alternative.text, prefix)
+
+
+def test_a_half_word_is_spelled_not_forced(engine):
+    """The last typed characters are matched by the surfaces of whatever tokens the model picks, so the
+    allowed next tokens include whole words that start with them, not just their own token."""
+    tokenizer = engine.tokenizer
+    plan = plan_prefix(tokenizer, engine.surfaces, "La mujer ti")
+    assert plan.forced_ids == tokenizer(text_target="La mujer", add_special_tokens=False)["input_ids"]
+    assert plan.required in (b" ti",)
+    allowed = engine.spelling.allowed(plan.required)
+    surfaces = [engine.surfaces[i] for i in allowed.nonzero().flatten().tolist()]
+    assert surfaces and all(s.startswith(b" ti") or b" ti".startswith(s) for s in surfaces)
+    assert any(s.startswith(b" tien") for s in surfaces)  # the vocabulary's "tiene" piece is allowed
+    assert tokenizer.eos_token_id not in allowed.nonzero().flatten().tolist()
+    # after a finished word only the word boundary is required; ending there is allowed
+    boundary = plan_prefix(tokenizer, engine.surfaces, "La mujer ")
+    assert boundary.required in (b" ",) and engine.spelling.allowed(b" ")[tokenizer.eos_token_id]
+
+
+def test_spelling_index_on_made_up_surfaces():
+    index = SpellingIndex([b"", b"", b"", b" ve", b" v", b"e", b" vez", b" gato", b" "], eos_token_id=2)
+    assert index.allowed(b" ve").nonzero().flatten().tolist() == [3, 4, 6, 8]
+    assert index.allowed(b"e").nonzero().flatten().tolist() == [5]
+    assert index.allowed(b" ").nonzero().flatten().tolist() == [2, 3, 4, 6, 7, 8]
+
+
+def test_an_empty_prefix_gives_plain_beam_search(engine):
+    expected = translate_texts(engine.model, engine.tokenizer, SOURCES, num_beams=engine.num_beams,
+                               max_new_tokens=engine.max_new_tokens)
+    assert [engine.complete(source, "").text for source in SOURCES] == expected
+
+
+def test_token_probabilities_match_a_scoring_forward_pass(engine):
+    for source in SOURCES:
+        for prefix in ("", "La mu", "La mujer "):
+            completion = engine.complete(source, prefix)
+            plan = plan_prefix(engine.tokenizer, engine.surfaces, prefix)
+            for alternative in completion.alternatives:
+                probabilities = torch.tensor(alternative.token_probabilities)
+                assert ((probabilities > 0) & (probabilities <= 1)).all()
+                ids = torch.tensor([[engine.start_id, *plan.forced_ids, *alternative.token_ids]])
+                batch = engine.tokenizer([source], return_tensors="pt")
+                with torch.no_grad():
+                    logits = engine.model(**batch, decoder_input_ids=ids[:, :-1]).logits[0]
+                scored = logits.log_softmax(-1)[-len(alternative.token_ids):].gather(
+                    -1, torch.tensor(alternative.token_ids)[:, None])[:, 0].exp()
+                torch.testing.assert_close(probabilities, scored, atol=1e-4, rtol=1e-4)
+                for word in alternative.words:
+                    assert word.probability is None or 0 < word.probability <= 1
+
+
+def test_words_typed_in_full_have_no_probability(engine):
+    completion = engine.complete(SOURCES[0], "La mujer ti")
+    assert [w.probability for w in completion.words[:2]] == [None, None]
+    assert completion.words[2].text.startswith("ti") and completion.words[2].probability is not None
+
+
+def test_n_best_are_distinct_and_best_first(engine):
+    for source in SOURCES:
+        for prefix in ("", "La "):
+            alternatives = engine.complete(source, prefix, num_alternatives=3).alternatives
+            texts = [a.text for a in alternatives]
+            scores = [a.score for a in alternatives]
+            assert 1 <= len(texts) <= 3 and len(set(texts)) == len(texts)
+            assert scores == sorted(scores, reverse=True)
+            assert alternatives[0].text == engine.complete(source, prefix).text
+
+
+def test_the_encoder_runs_once_per_source(engine, monkeypatch):
+    calls = []
+    encoder = engine.model.get_encoder()
+    original = encoder.forward
+    monkeypatch.setattr(encoder, "forward", lambda *a, **k: calls.append(1) or original(*a, **k))
+    engine._encoded.clear()
+    for prefix in ("", "La", "La mu", "La mujer "):
+        engine.complete(SOURCES[0], prefix)
+    assert len(calls) == 1
+
+
+def test_session_accept_type_choose_approve(engine):
+    session = TranslationSession(engine, SOURCES[0])
+    first = session.proposal.text.split()
+    session.accept(2)
+    assert session.accepted == first[:2] and session.completions == 1  # no new completion needed
+    session.type("mir")
+    assert session.prefix == " ".join(first[:2]) + " mir"
+    assert session.proposal.text.startswith(" ".join(first[:2]) + " mir")
+    session.type("miran ")  # the person typed on: the same correction, longer
+    assert session.proposal.text.split()[:3] == first[:2] + ["miran"] and session.completions == 3
+    session.choose(len(session.proposal.alternatives) - 1)
+    assert session.proposal.text.split()[:3] == first[:2] + ["miran"]
+    with pytest.raises(ValueError, match="cannot accept"):
+        session.accept(99)
+    session.accept(3)
+    assert session.approve_prefix() == " ".join(first[:2] + ["miran"])
+    assert TranslationSession(engine, SOURCES[0]).approve("  Hola   mundo ") == "Hola mundo"
+
+
+class ScriptedEngine:
+    """Proposes `proposals[prefix]` (default: the prefix alone), to test the simulation exactly."""
+
+    def __init__(self, proposals):
+        self.proposals, self.prefixes = proposals, []
+
+    def complete(self, source, prefix="", num_alternatives=None):
+        self.prefixes.append(prefix)
+        from bigmodel_hf.interactive import Completion
+        text = self.proposals.get(prefix, prefix)
+        return Completion(prefix, " ".join(text.split()), [], [], [], 0.0)
+
+
+def test_simulated_translator_accepts_the_longest_right_prefix_and_types_one_word():
+    reference = "el gato ve un perro"
+    right = simulate_sentence(ScriptedEngine({"": "el gato ve un perro grande"}), "src", reference)
+    assert (right.words_typed, right.completions, right.cut_overrun) == (0, 1, True)
+    engine = ScriptedEngine({"": "el perro ve un gato", "el gato ": "el gato ve un gato", "el gato ve un perro ": "el gato ve un perro"})
+    steered = simulate_sentence(engine, "src", reference)
+    assert engine.prefixes == ["", "el gato ", "el gato ve un perro "]
+    assert (steered.words_typed, steered.completions) == (2, 3)
+    useless = simulate_sentence(ScriptedEngine({}), "src", reference)  # a model that never proposes anything
+    assert useless.words_typed == 5 and useless.completions == 6
+    summary = summarize([right, steered, useless])
+    assert summary["word_stroke_ratio"] == pytest.approx(7 / 15)
+    assert summary["first_proposal_right"] == 1 and summary["cut_overruns"] == 1
+
+
+def test_simulation_with_a_real_engine_ends_on_the_reference(engine):
+    for row in PAIRS[:3]:
+        result = simulate_sentence(engine, row["en"], row["es"])
+        assert result.words_typed <= result.reference_words
+        assert result.completions == result.words_typed + 1
+
+
+def test_terminal_commands(engine, tmp_path):
+    log = CorrectionLog(tmp_path / "corrections.jsonl", "en", "es")
+    proposal = engine.complete(SOURCES[0], "").text.split()
+    commands = iter(["/help", "2", "mir*", "#9", "3", "/end",    # sentence 1: accept, correct, cut
+                     "/skip",                                    # sentence 2: skipped
+                     " 42", ""])                                 # sentence 3: a number typed as a word
+    output = []
+
+    def answer(prompt):
+        output.append(prompt)
+        return next(commands)
+
+    class Out:
+        def write(self, text):
+            output.append(text)
+
+        def flush(self):
+            pass
+
+    assert run_terminal(engine, log, SOURCES, input_fn=answer, out=Out()) == 2
+    rows = [json.loads(line) for line in log.path.read_text("utf-8").splitlines()]
+    first = rows[0]["translation"]["es"].split()
+    assert first[:2] == proposal[:2] and first[2].startswith("mir") and len(first) == 3
+    assert [row["translation"]["en"] for row in rows] == [SOURCES[0], SOURCES[2]]
+    assert rows[1]["translation"]["es"].startswith("42")
+    assert "there are" in "".join(output)  # "#9": an alternative that does not exist, said, not crashed
+
+
+def test_terminal_over_stdin_writes_corrections_the_recipe_reads(model_dir, tmp_path):
+    from bigmodel_hf.training.arguments import TranslationDataArguments
+    from bigmodel_hf.training.translation import load_parallel_data
+
+    sources = tmp_path / "sources.txt"
+    sources.write_text(SOURCES[0] + "\n" + SOURCES[1] + "\n", "utf-8")
+    corrections = tmp_path / "corrections.jsonl"
+    run = subprocess.run(
+        [sys.executable, "-m", "bigmodel_hf.cli", "translate", "--interactive", "--model", str(model_dir),
+         "--source_file", str(sources), "--corrections", str(corrections), "--device", "cpu"],
+        input=f"Una niña dibuja\n\n{PAIRS[1]['es']}\n/end\n", capture_output=True, text=True, timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "2 translation(s) saved" in run.stdout
+    rows = [json.loads(line) for line in corrections.read_text("utf-8").splitlines()]
+    assert rows[0] == {"translation": {"en": SOURCES[0], "es": rows[0]["translation"]["es"]}}
+    assert rows[0]["translation"]["es"].startswith("Una niña dibuja")
+    assert rows[1]["translation"]["es"] == PAIRS[1]["es"]
+    held_out = tmp_path / "held_out.jsonl"
+    write_pairs(held_out, PAIRS[50:55])
+    data = TranslationDataArguments(train_file=str(corrections), validation_file=str(held_out), clean_data=False)
+    raw = load_parallel_data(data, str(tmp_path / "run"), seed=0)
+    assert raw["train"]["source"] == SOURCES[:2]
+    assert raw["train"]["target"] == [row["translation"]["es"] for row in rows]
+    data.clean_data = True  # the recipe's default; the random model's run-on proposal may be cleaned away
+    assert {"source": SOURCES[1], "target": PAIRS[1]["es"]} in load_parallel_data(data, str(tmp_path / "run"), 0)["train"]
+
+
+@pytest.mark.slow
+def test_the_recipe_fine_tunes_the_model_on_its_corrections(model_dir, tmp_path):
+    from bigmodel_hf.training.translation import parse_translation_config, run_translation
+
+    corrections, held_out = tmp_path / "corrections.jsonl", tmp_path / "held_out.jsonl"
+    write_pairs(corrections, PAIRS[:8])
+    write_pairs(held_out, PAIRS[50:53])
+    output_dir = tmp_path / "run"
+    run_translation(parse_translation_config([
+        "--model_name_or_path", str(model_dir), "--train_file", str(corrections), "--validation_file", str(held_out),
+        "--output_dir", str(output_dir), "--max_steps", "2", "--per_device_train_batch_size", "4",
+        "--report_to", "none", "--num_sample_outputs", "0", "--generation_max_length", "8", "--num_beams", "1",
+        "--save_steps", "2", "--eval_steps", "2"]))
+    assert (output_dir / "model.safetensors").is_file()
+    assert CompletionEngine.from_pretrained(output_dir).complete(SOURCES[0], "La ").text.startswith("La ")
+
+
+def test_languages_and_sources(model_dir, tmp_path):
+    assert model_languages(model_dir) == ("en", "es")
+    assert model_languages(model_dir, "de", "fr") == ("de", "fr")
+    with pytest.raises(ValueError, match="--source_lang and --target_lang"):
+        model_languages(tmp_path)
+    jsonl = tmp_path / "pairs.jsonl"
+    write_pairs(jsonl, PAIRS[:2])
+    assert read_sources(jsonl, "en") == [PAIRS[0]["en"], PAIRS[1]["en"]]
+    with pytest.raises(ValueError, match="both 'en'"):
+        CorrectionLog(tmp_path / "x.jsonl", "en", "en")
