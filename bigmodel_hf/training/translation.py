@@ -16,17 +16,20 @@ from ..data import clean_translation_dataset, load_translation_dataset
 from ..metrics import corpus_translation_scores
 from ..hub import take_over_trainer_push
 from ..modeling_bigmodel import BigModelForSeq2SeqLM
+from ..subword_regularization import TEXT_COLUMNS, SubwordDropoutCollator, dropout_tokenizer, with_text_columns
 from ..tokenization import check_tokenizer_matches_model, tokenize_translation_dataset, train_translation_tokenizer
 from ..toy_data import write_toy_translation_corpus
 from .arguments import ModelArguments, RunArguments, TokenizerArguments, TranslationDataArguments
-from .callbacks import build_callbacks
-from .checkpoints import average_last_checkpoints, load_weights
+from .callbacks import build_callbacks, wall_clock_report
+from .checkpoints import average_last_checkpoints, list_checkpoints, load_weights
 from .config import RunConfig, parse_run_config
 from .defaults import TRANSLATION_DEFAULTS
 from .evaluation import TranslationMetrics, length_sorted_subset
 from .generation import translate_texts
 from .output import strip_metric_prefix
-from .runs import capped, finish_run, parse_config_overrides, preset_config, record_run, start_run, tokenizer_for_run
+from .runs import (
+    capped, dropout_settings, finish_run, parse_config_overrides, preset_config, record_run, start_run, tokenizer_for_run,
+)
 from .trainers import TranslationTrainer
 from .validation import ConfigError
 
@@ -76,14 +79,22 @@ def load_parallel_data(data: TranslationDataArguments, output_dir: str, seed: in
 
 def build_tokenizer(model_args: ModelArguments, tok_args: TokenizerArguments, raw, training_args, resuming: bool):
     """The checkpoint's (or `tokenizer_name`'s) tokenizer, or a joint one trained on the training split."""
+    added = [token.strip() for token in (tok_args.added_special_tokens or "").split(",") if token.strip()]
+
     def train(save_dir):
         return train_translation_tokenizer(raw["train"], vocab_size=tok_args.vocab_size, save_dir=save_dir,
                                            model_type=tok_args.tokenizer_type,
-                                           min_frequency=tok_args.tokenizer_min_frequency)
+                                           min_frequency=tok_args.tokenizer_min_frequency,
+                                           added_special_tokens=added)
 
     name = model_args.tokenizer_name or model_args.model_name_or_path
     try:
-        return tokenizer_for_run(model_args, training_args, resuming, train=train)
+        tokenizer = tokenizer_for_run(model_args, training_args, resuming, train=train)
+        missing = [token for token in added if token not in tokenizer.get_vocab()]
+        if missing:
+            raise ConfigError(f"added_special_tokens {missing} are not in the tokenizer of {name}; they are added "
+                              "only to a tokenizer trained from scratch (leave tokenizer_name/model_name_or_path unset).")
+        return tokenizer
     except (OSError, ValueError) as error:
         if not name or isinstance(error, ConfigError):
             raise
@@ -97,7 +108,8 @@ def check_model_settings(model_args: ModelArguments) -> None:
     if model_args.model_name_or_path:
         return
     try:
-        BigModelConfig.from_preset(model_args.preset, **parse_config_overrides(model_args.config_overrides))
+        BigModelConfig.from_preset(model_args.preset, **parse_config_overrides(model_args.config_overrides),
+                                   **dropout_settings(model_args))
     except (ValueError, TypeError) as error:  # BigModelConfig names the field and the fix
         raise ConfigError(f"--preset {model_args.preset} with --config_overrides {model_args.config_overrides!r}: "
                           f"{error}") from error
@@ -113,6 +125,7 @@ def build_model(model_args: ModelArguments, tokenizer):
             model = AutoModelForSeq2SeqLM.from_pretrained(
                 model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code,
                 cache_dir=model_args.cache_dir, use_safetensors=None if model_args.load_legacy_bin else True,
+                **dropout_settings(model_args),  # config fields of ours and of Marian/BART alike
             )
         except (OSError, ValueError, SafetensorError) as error:
             raise ConfigError(
@@ -154,7 +167,8 @@ def run_translation(run_config: RunConfig) -> dict:
     trainer = build_translation_trainer(run_config, model, tokenizer, raw, tokenized)
     train_output = trainer.train(resume_from_checkpoint=resume)
 
-    results = {}
+    results = {"training": {**trainer.training_tokens(), "steps": trainer.state.global_step,
+                            "epochs": trainer.state.epoch, **wall_clock_report(trainer)}}
     if run.average_last_checkpoints > 1:
         results["checkpoint_averaging"] = keep_better_of_best_and_average(trainer, run.average_last_checkpoints)
     # The final decoding settings become the model's defaults, saved in generation_config.json.
@@ -169,19 +183,26 @@ def run_translation(run_config: RunConfig) -> dict:
     return results
 
 
-def build_translation_trainer(run_config: RunConfig, model, tokenizer, raw, tokenized) -> TranslationTrainer:
+def build_translation_trainer(run_config: RunConfig, model, tokenizer, raw, tokenized,
+                              trainer_class=TranslationTrainer) -> TranslationTrainer:
     """The Trainer: greedy validation on a capped length-sorted subset, samples, plot, early stopping."""
-    _, _, data, run, args = run_config
+    _, _, data, run, args = run_config.arguments[:5]
     # Seq2SeqTrainer pads generated ids to the generation config's max_length: keep it to what we decode.
     model.generation_config.max_length = args.generation_max_length or data.max_target_length + 1
 
     def generate_samples(model, texts):
         return translate_texts(model, tokenizer, texts, max_new_tokens=model.generation_config.max_length - 1)
 
-    return TranslationTrainer(
-        model=model, args=args, train_dataset=tokenized["train"],
+    collator, train_dataset, keep_columns = make_seq2seq_collator(tokenizer, model), tokenized["train"], ()
+    bpe_dropout = run_config.get(TokenizerArguments).bpe_dropout
+    if bpe_dropout:  # training side only: the collator re-encodes the text; evaluation keeps `tokenizer`
+        collator = SubwordDropoutCollator(collator, dropout_tokenizer(tokenizer, bpe_dropout),
+                                          data.max_source_length, data.max_target_length)
+        train_dataset, keep_columns = with_text_columns(train_dataset, raw["train"]), TEXT_COLUMNS
+    return trainer_class(
+        model=model, args=args, train_dataset=train_dataset,
         eval_dataset=length_sorted_subset(tokenized["validation"], data.max_eval_samples),
-        data_collator=make_seq2seq_collator(tokenizer, model), processing_class=tokenizer,
+        data_collator=collator, processing_class=tokenizer, keep_columns=keep_columns,
         compute_metrics=TranslationMetrics(tokenizer), max_tokens=data.max_tokens,
         callbacks=build_callbacks(run, args, generate_samples, raw["validation"]["source"], raw["validation"]["target"]),
     )
@@ -214,8 +235,14 @@ def evaluate_split(trainer, raw_split, tokenized_split, split, data, layout) -> 
 
 
 def keep_better_of_best_and_average(trainer, n: int) -> dict:
-    """Average the last `n` checkpoints; keep the average if its validation BLEU is at least the best's."""
-    weights, used = average_last_checkpoints(trainer.args.output_dir, n)
+    """Average the last `n` checkpoints; keep the average if its validation BLEU is at least the best's.
+
+    A run stopped early (wall clock, early stopping) may have saved fewer: those are averaged (2 or more).
+    """
+    available = len(list_checkpoints(trainer.args.output_dir))
+    if available < 2:
+        return {"checkpoints": [], "kept": "best", "note": f"{available} checkpoint(s) saved, nothing to average"}
+    weights, used = average_last_checkpoints(trainer.args.output_dir, min(n, available))
     model = trainer.model
     current = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
     before = trainer.evaluate()["eval_bleu"]
