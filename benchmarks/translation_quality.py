@@ -35,7 +35,6 @@ from transformers import (
     MarianMTModel,
     Seq2SeqTrainer,
     Seq2SeqTrainingArguments,
-    TrainerCallback,
     set_seed,
 )
 
@@ -45,6 +44,7 @@ from bigmodel_hf.data import clean_translation_dataset, load_translation_dataset
 from bigmodel_hf.metrics import corpus_translation_scores
 from bigmodel_hf.modeling_bigmodel import BigModelForSeq2SeqLM
 from bigmodel_hf.tokenization import load_pretrained_tokenizer, tokenize_translation_dataset, train_translation_tokenizer
+from bigmodel_hf.training.callbacks import WallClockStop
 from bigmodel_hf.training.trainers import TranslationTrainer
 
 DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "bible_en_es"
@@ -59,35 +59,6 @@ BASELINE = dict(per_device_train_batch_size=32, learning_rate=5e-4, lr_scheduler
 DECODING = dict(num_beams=4, max_new_tokens=160, batch_size=32)
 
 
-class WallClockStop(TrainerCallback):
-    """Stop training once `budget_s` seconds of training have passed (time inside evaluations excluded)."""
-
-    def __init__(self, budget_s: float):
-        self.budget_s, self.started, self.paused, self.training_s = budget_s, None, 0.0, 0.0
-        self._eval_started = None
-        self.loads: list[float] = []  # 1-minute load average at each log: how busy the machine was
-
-    def on_log(self, args, state, control, **kwargs):
-        self.loads.append(os.getloadavg()[0])
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.started = time.perf_counter()
-
-    def on_prediction_step(self, args, state, control, **kwargs):
-        if self._eval_started is None:
-            self._eval_started = time.perf_counter()
-
-    def on_evaluate(self, args, state, control, **kwargs):
-        if self._eval_started is not None:
-            self.paused += time.perf_counter() - self._eval_started
-            self._eval_started = None
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.training_s = time.perf_counter() - self.started - self.paused
-        if self.training_s >= self.budget_s:
-            control.should_training_stop = True
-
-
 class CountTargetTokens:
     """Mix in before a Trainer class: count the non-padding target tokens of every training batch."""
 
@@ -98,8 +69,8 @@ class CountTargetTokens:
         return super().training_step(model, inputs, *args, **kwargs)
 
 
-class OursTrainer(CountTargetTokens, TranslationTrainer):
-    pass
+class OursTrainer(TranslationTrainer):
+    """TranslationTrainer counts its training tokens itself (`target_tokens`, as CountTargetTokens does)."""
 
 
 class BaselineTrainer(CountTargetTokens, Seq2SeqTrainer):

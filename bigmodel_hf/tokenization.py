@@ -10,8 +10,9 @@ Public API
 ----------
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3;  SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
 train_translation_tokenizer(texts, vocab_size=16000, model_type="bpe", *, min_frequency=2,
-        model_max_length=1024, save_dir=None) -> PreTrainedTokenizerFast
-    Joint source+target subword vocabulary ("bpe" or "unigram", SentencePiece-style `▁` word marks).
+        model_max_length=1024, save_dir=None, added_special_tokens=()) -> PreTrainedTokenizerFast
+    Joint source+target subword vocabulary ("bpe" or "unigram", SentencePiece-style `▁` word marks);
+    `added_special_tokens` (e.g. a back-translation tag) get ids after the vocabulary and are never split.
     `texts`: a Dataset/DatasetDict with `source`/`target` columns (train split used) or an iterable of str.
 train_lm_tokenizer(texts, vocab_size=16000, *, min_frequency=2, model_max_length=2048, save_dir=None)
         -> PreTrainedTokenizerFast
@@ -91,6 +92,7 @@ def train_translation_tokenizer(
     min_frequency: int = 2,
     model_max_length: int = 1024,
     save_dir: str | Path | None = None,
+    added_special_tokens: Iterable[str] = (),
 ) -> PreTrainedTokenizerFast:
     """Train a joint source+target subword tokenizer (`model_type` "bpe" or "unigram")."""
     if model_type == "bpe":
@@ -107,6 +109,8 @@ def train_translation_tokenizer(
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
     tokenizer.decoder = decoders.Metaspace()
     tokenizer.train_from_iterator(_text_batches(texts, ("source", "target")), trainer=trainer)
+    # Added after training, so a tag such as "<bt>" is one atomic token that no merge (or BPE-dropout) touches.
+    tokenizer.add_special_tokens(list(added_special_tokens))
     logger.info("trained %s translation tokenizer: %d tokens", model_type, tokenizer.get_vocab_size())
     return _wrap(tokenizer, model_max_length, save_dir)
 

@@ -29,6 +29,17 @@ class ModelArguments:
                           "weights_only=True); off: safetensors only, nothing is unpickled."},
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Where Hub downloads are stored."})
+    dropout: float | None = field(
+        default=None, metadata={"help": "Residual dropout (after attention and FFN, on embeddings); unset = the "
+                                        "preset's or checkpoint's."},
+    )
+    attention_dropout: float | None = field(
+        default=None, metadata={"help": "Dropout on attention probabilities; unset = the preset's or checkpoint's."},
+    )
+    activation_dropout: float | None = field(
+        default=None, metadata={"help": "Dropout inside the FFN, after the activation; unset = the preset's or "
+                                        "checkpoint's."},
+    )
 
 
 @dataclass
@@ -36,6 +47,17 @@ class TokenizerArguments:
     vocab_size: int = field(default=8000, metadata={"help": "Vocabulary size of a tokenizer trained from scratch."})
     tokenizer_type: str = field(default="bpe", metadata={"help": "Subword model trained from scratch: bpe or unigram."})
     tokenizer_min_frequency: int = field(default=2, metadata={"help": "Minimum count of a merge when training it."})
+    bpe_dropout: float = field(
+        default=0.0,
+        metadata={"help": "BPE-dropout on the training side only: each merge is skipped with this probability, "
+                          "re-sampled every time a pair is batched (so every epoch); evaluation and the saved "
+                          "tokenizer stay deterministic. 0 = off; 0.1 is the usual value. Needs a BPE tokenizer."},
+    )
+    added_special_tokens: str | None = field(
+        default=None,
+        metadata={"help": "Comma-separated tokens added to a tokenizer trained from scratch as atomic special "
+                          "tokens (never split, never dropped out), e.g. the back-translation tag '<bt>'."},
+    )
 
 
 @dataclass
@@ -94,6 +116,11 @@ class RunArguments:
     early_stopping_threshold: float = field(default=0.0, metadata={"help": "Smallest change that counts."})
     average_last_checkpoints: int = field(
         default=0, metadata={"help": "Average the weights of the last N checkpoints at the end; 0 = off."}
+    )
+    max_train_minutes: float | None = field(
+        default=None,
+        metadata={"help": "Stop training after this many minutes of training (evaluation time excluded); the "
+                          "final evaluation still runs. Unset = no wall-clock limit."},
     )
     num_sample_outputs: int = field(
         default=4, metadata={"help": "Sample translations/generations logged at each evaluation."}

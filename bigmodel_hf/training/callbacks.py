@@ -1,7 +1,9 @@
-"""Trainer callbacks shared by both recipes: curve plots, sample outputs, early stopping."""
+"""Trainer callbacks shared by both recipes: curve plots, sample outputs, early stopping, wall-clock stop."""
 
 import json
 import logging
+import os
+import time
 from collections.abc import Callable, Sequence
 
 from transformers import EarlyStoppingCallback, TrainerCallback
@@ -90,6 +92,72 @@ class SampleOutputsCallback(TrainerCallback):
             self._writer = None
 
 
+class WallClockStop(TrainerCallback):
+    """Stop training once `budget_s` seconds of training have passed; time inside evaluations is excluded.
+
+    Runs compared "at equal wall-clock" then get the same training time however often each evaluates.
+    The Trainer stops at the end of the step that crossed the budget and saves; whatever the recipe does
+    after `train()` (checkpoint averaging, final evaluation) still runs. Under several processes each one
+    decides from its own clock, so the main process's decision is broadcast to keep them in step.
+    """
+
+    def __init__(self, budget_s: float):
+        self.budget_s = budget_s
+        self.started, self.paused, self.training_s, self._eval_started = None, 0.0, 0.0, None
+        self.stopped_at_step: int | None = None
+        self.loads: list[float] = []  # 1-minute load average at each log: how busy the machine was
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        # a hyperparameter search reuses the callback for every trial: each gets the full budget
+        self.started, self.paused, self.training_s, self._eval_started = time.perf_counter(), 0.0, 0.0, None
+        self.stopped_at_step = None
+
+    def on_log(self, args, state, control, **kwargs):
+        self.loads.append(os.getloadavg()[0])
+
+    def on_prediction_step(self, args, state, control, **kwargs):
+        if self._eval_started is None:
+            self._eval_started = time.perf_counter()
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        if self._eval_started is not None:
+            self.paused += time.perf_counter() - self._eval_started
+            self._eval_started = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.training_s = time.perf_counter() - self.started - self.paused
+        if self._over_budget(args):
+            # as on reaching max_steps: a last evaluation and checkpoint, so the best-model choice and
+            # checkpoint averaging see the final weights
+            control.should_training_stop = True
+            self.stopped_at_step = state.global_step
+            if args.eval_strategy == "steps":
+                control.should_evaluate = True
+            if args.save_strategy == "steps":
+                control.should_save = True
+
+    def _over_budget(self, args) -> bool:
+        over = self.training_s >= self.budget_s
+        if args.world_size > 1:
+            import torch
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized():
+                flag = torch.tensor([1 if over else 0])
+                dist.broadcast(flag, src=0)
+                over = bool(flag.item())
+        return over
+
+
+def wall_clock_report(trainer) -> dict:
+    """Training minutes and whether the budget stopped the run, when a `WallClockStop` is attached."""
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, WallClockStop):
+            return {"training_minutes": callback.training_s / 60, "max_train_minutes": callback.budget_s / 60,
+                    "stopped_by_wall_clock": callback.stopped_at_step is not None}
+    return {}
+
+
 def build_callbacks(
     run_args,
     training_args,
@@ -97,7 +165,7 @@ def build_callbacks(
     sample_inputs: Sequence[str] = (),
     sample_references: Sequence[str] | None = None,
 ) -> list[TrainerCallback]:
-    """The callbacks a run asks for (`RunArguments`): plot, samples, early stopping."""
+    """The callbacks a run asks for (`RunArguments`): plot, samples, early stopping, wall-clock stop."""
     callbacks: list[TrainerCallback] = []
     if run_args.plot:
         callbacks.append(TrainingCurvesCallback(training_args.metric_for_best_model))
@@ -112,4 +180,7 @@ def build_callbacks(
                 early_stopping_threshold=run_args.early_stopping_threshold,
             )
         )
+    minutes = getattr(run_args, "max_train_minutes", None)
+    if minutes:
+        callbacks.append(WallClockStop(minutes * 60))
     return callbacks

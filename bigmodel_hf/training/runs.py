@@ -81,9 +81,25 @@ def tokenizer_for_run(model_args, training_args, resuming: bool, train: Callable
         return train(saved)
 
 
+DROPOUT_FIELDS = ("dropout", "attention_dropout", "activation_dropout")
+
+
+def dropout_settings(model_args) -> dict:
+    """The dropout flags that were given (`--dropout`, ...), as config fields; a clash with the same field
+    in `config_overrides` is an error rather than a silent winner."""
+    given = {name: getattr(model_args, name, None) for name in DROPOUT_FIELDS}
+    given = {name: value for name, value in given.items() if value is not None}
+    overrides = parse_config_overrides(model_args.config_overrides)
+    clashes = [name for name in given if name in overrides and overrides[name] != given[name]]
+    if clashes:
+        raise ConfigError(f"{', '.join(clashes)} set twice, as a flag and in config_overrides, with different "
+                          "values; keep one.")
+    return given
+
+
 def preset_config(model_args, tokenizer, **fixed) -> BigModelConfig:
-    """`BigModelConfig` of `model_args.preset`, sized to the tokenizer, with `fixed` and then the run's
-    `config_overrides` over it."""
+    """`BigModelConfig` of `model_args.preset`, sized to the tokenizer, with `fixed`, the run's
+    `config_overrides` and the dropout flags over it."""
     return BigModelConfig.from_preset(
         model_args.preset,
         **{
@@ -93,6 +109,7 @@ def preset_config(model_args, tokenizer, **fixed) -> BigModelConfig:
             "eos_token_id": tokenizer.eos_token_id,
             **fixed,
             **parse_config_overrides(model_args.config_overrides),
+            **dropout_settings(model_args),
         },
     )
 

@@ -12,6 +12,7 @@ from transformers import SchedulerType
 
 from ..batching import TokenBudgetSeq2SeqTrainer, TokenBudgetTrainer
 from .guards import GuardedTrainerMixin
+from .precision import Float32EvaluationMixin
 
 
 class ExactGatherMixin:
@@ -28,13 +29,53 @@ class ExactGatherMixin:
         pass  # the parent classes' assignments (`accelerator.gather`) are ignored on purpose
 
 
-class TranslationTrainer(GuardedTrainerMixin, ExactGatherMixin, TokenBudgetSeq2SeqTrainer):
+class KeepColumnsMixin:
+    """`keep_columns=(...)`: training-data columns the model's forward does not take but the collator needs
+    (the raw text BPE-dropout re-encodes); the stock Trainer would drop them."""
+
+    def __init__(self, *args, keep_columns=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.keep_columns = tuple(keep_columns)
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        self._signature_columns += [c for c in self.keep_columns if c not in self._signature_columns]
+
+
+class TrainingTokensMixin:
+    """Count the non-padding source and target tokens of every training batch (this process, this session).
+
+    `training_tokens()` sums them over processes; the ablation compares runs by the tokens they saw.
+    """
+
+    source_tokens = target_tokens = 0
+
+    def training_step(self, model, inputs, *args, **kwargs):
+        if "attention_mask" in inputs:
+            self.source_tokens += int(inputs["attention_mask"].sum())
+        if "labels" in inputs:
+            self.target_tokens += int((inputs["labels"] != -100).sum())
+        return super().training_step(model, inputs, *args, **kwargs)
+
+    def training_tokens(self) -> dict:
+        import torch
+
+        counts = torch.tensor([self.source_tokens, self.target_tokens], device=self.args.device)
+        if self.args.world_size > 1:
+            counts = self.accelerator.reduce(counts, reduction="sum")
+        source, target = (int(c) for c in counts.tolist())
+        return {"source_tokens": source, "target_tokens": target, "tokens": source + target}
+
+
+class TranslationTrainer(GuardedTrainerMixin, Float32EvaluationMixin, ExactGatherMixin, KeepColumnsMixin,
+                         TrainingTokensMixin, TokenBudgetSeq2SeqTrainer):
     """Seq2SeqTrainer + token-budget batches (`max_tokens=`) + exact gathering across processes + the stops
-    of `guards` (non-finite loss, failed checkpoint save)."""
+    of `guards` (non-finite loss, failed checkpoint save) + float32 evaluation under autocast + training-token
+    counts + extra kept columns."""
 
 
-class CausalLMTrainer(GuardedTrainerMixin, ExactGatherMixin, TokenBudgetTrainer):
-    """Trainer + token-budget batches + exact gathering, and the warmup-stable-decay schedule sized by
+class CausalLMTrainer(GuardedTrainerMixin, Float32EvaluationMixin, ExactGatherMixin, TokenBudgetTrainer):
+    """Trainer + token-budget batches + exact gathering + float32 evaluation, and the warmup-stable-decay schedule sized by
     `wsd_decay_steps` (a float below 1 is a fraction of all steps, like `warmup_steps`)."""
 
     def __init__(self, *args, wsd_decay_steps: float = 0.2, **kwargs):

@@ -61,6 +61,7 @@ def check_values(values: Mapping) -> None:
     smoothing = values.get("label_smoothing_factor", 0.0) or 0.0
     if not 0.0 <= smoothing < 1.0:
         problems.append(f"label_smoothing_factor must be in [0, 1), got {smoothing}")
+    problems += _regularization_problems(values)
     problems += _checkpoint_problems(values)
     problems = [p for p in problems if p]
     if problems:
@@ -99,4 +100,21 @@ def _checkpoint_problems(values: Mapping) -> list[str]:
             f"average_last_checkpoints={average} needs save_total_limit >= {average} (it is {limit}), "
             "or older checkpoints are deleted before they can be averaged"
         )
+    return problems
+
+
+def _regularization_problems(values: Mapping) -> list[str]:
+    """Dropout probabilities, BPE-dropout and the wall-clock budget."""
+    problems = []
+    for key in ("dropout", "attention_dropout", "activation_dropout", "bpe_dropout"):
+        value = values.get(key)
+        if value is not None and not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):
+            problems.append(f"{key} must be a probability in [0, 1), got {value!r}")
+    if (values.get("bpe_dropout") or 0) > 0 and values.get("tokenizer_type", "bpe") != "bpe" \
+            and not values.get("tokenizer_name") and not values.get("model_name_or_path"):
+        problems.append(f"bpe_dropout needs tokenizer_type bpe (got {values.get('tokenizer_type')!r}); "
+                        "set bpe_dropout: 0 or train a BPE tokenizer")
+    minutes = values.get("max_train_minutes")
+    if minutes is not None and not (isinstance(minutes, (int, float)) and minutes > 0):
+        problems.append(f"max_train_minutes must be a positive number of minutes (unset = no limit), got {minutes!r}")
     return problems
