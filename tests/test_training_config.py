@@ -19,6 +19,7 @@ from bigmodel_hf.training import (
     parse_run_config,
 )
 from bigmodel_hf.training import config as config_module
+from bigmodel_hf.training import defaults as defaults_module
 
 TYPES = (ModelArguments, TokenizerArguments, TranslationDataArguments, RunArguments, Seq2SeqTrainingArguments)
 
@@ -149,6 +150,7 @@ def test_missing_config_file_and_non_mapping_yaml(tmp_path):
 def test_cpu_processes_under_a_launcher_get_use_cpu(tmp_path, monkeypatch):
     if torch.cuda.is_available():
         pytest.skip("checks the CPU-only launch path")
+    monkeypatch.setattr(defaults_module, "fast_bf16_device", lambda: None)  # the bf16 default is tested apart
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert environment_defaults() == {"use_cpu": True}  # this machine has no GPU
     monkeypatch.setenv("WORLD_SIZE", "1")

@@ -134,6 +134,14 @@ def parse_run_config(
     # argparse converts string defaults with the flag's type, so YAML's "5e-4" (a str to PyYAML) is a float.
     parser.set_defaults(**{**environment_defaults(), **(defaults or {}), **file_values})
     namespace = vars(parser.parse_args(argv))
+    explicit = set(defaults or {}) | set(file_values) | set(flag_names(argv, boolean_keys))
+    if namespace.get("bf16") and "bf16" not in explicit:
+        if namespace.get("fp16"):
+            namespace["bf16"] = False  # the hardware default gives way to an explicit fp16
+        else:
+            logger.info("bf16 autocast on: this device has native bfloat16 matmuls (--bf16 false turns it off)")
+    if "bf16" in known:
+        explicit.add("bf16")  # recorded in run_config.yaml either way: the default depends on the hardware
     check_values(namespace)
     for note in advisories(namespace):
         logger.warning(note)
@@ -144,7 +152,6 @@ def parse_run_config(
             instances.append(cls(**init_values))
         except ValueError as error:  # TrainingArguments' own consistency checks
             raise ConfigError(f"Invalid {cls.__name__}: {error}") from error
-    explicit = set(defaults or {}) | set(file_values) | set(flag_names(argv, boolean_keys))
     return RunConfig(tuple(instances), frozenset(explicit), str(config_path) if config_path else None)
 
 

@@ -8,6 +8,8 @@ import os
 
 import torch
 
+from .precision import fast_bf16_device
+
 # Shared by both recipes.
 COMMON_DEFAULTS = {
     "report_to": ["tensorboard"],
@@ -71,5 +73,15 @@ def launched_on_cpu_processes() -> bool:
 
 
 def environment_defaults() -> dict:
-    """Defaults that depend on how the process was launched."""
-    return {"use_cpu": True} if launched_on_cpu_processes() else {}
+    """Defaults that depend on the hardware and on how the process was launched.
+
+    bfloat16 autocast is on where the device has native bfloat16 matmuls (`--bf16 false` turns it off; an
+    explicit `--fp16 true` replaces it). On CPU, transformers only allows bf16 when told it runs on CPU.
+    """
+    defaults = {"use_cpu": True} if launched_on_cpu_processes() else {}
+    device = fast_bf16_device()
+    if device is not None:
+        defaults["bf16"] = True
+        if device == "cpu":
+            defaults["use_cpu"] = True
+    return defaults

@@ -27,6 +27,7 @@ from .defaults import TRANSLATION_DEFAULTS
 from .evaluation import TranslationMetrics, length_sorted_subset
 from .generation import translate_texts
 from .output import strip_metric_prefix
+from .precision import short_sequence_bf16_attention
 from .runs import (
     capped, dropout_settings, finish_run, parse_config_overrides, preset_config, record_run, start_run, tokenizer_for_run,
 )
@@ -165,7 +166,8 @@ def run_translation(run_config: RunConfig) -> dict:
     )
     push = take_over_trainer_push(args)  # pushed once at the end, with the card, instead of per checkpoint
     trainer = build_translation_trainer(run_config, model, tokenizer, raw, tokenized)
-    train_output = trainer.train(resume_from_checkpoint=resume)
+    with short_sequence_bf16_attention(model, args):
+        train_output = trainer.train(resume_from_checkpoint=resume)
 
     results = {"training": {**trainer.training_tokens(), "steps": trainer.state.global_step,
                             "epochs": trainer.state.epoch, **wall_clock_report(trainer)}}
