@@ -2,7 +2,8 @@
 
 - `config`, `arguments`, `defaults`, `validation`: the run's settings (defaults < YAML < flags), checked
   at start (renamed/unknown keys, bad values) -> `parse_run_config(argument_types, argv, defaults)`.
-- `callbacks` (+ `plotting`): loss/metric PNG, sample outputs at each evaluation, early stopping.
+- `callbacks` (+ `plotting`): loss/metric PNG, sample outputs at each evaluation, early stopping, the
+  wall-clock stop (`max_train_minutes`).
 - `checkpoints`: checkpoints in step order, averaging the last N, `--resume_from_checkpoint last`.
 - `integrity`, `guards`: a half-written checkpoint is never resumed from; a NaN/inf loss or a failed save
   (disk full) stops the run with the step or checkpoint named (see docs/bad_inputs.md).
@@ -16,6 +17,8 @@
   trained tokenizer, a preset config sized to it, finish (eval_results.json, run_info, card, push).
 - `lora`: LoRA adapters through peft (explicit target modules), saved as adapters or merged.
 - `translation`, `text_generation`: the runs themselves (imported on demand; they pull in model and data code).
+- `back_translation`, `hyperparameter_search`: back-translation as one run (reverse model, synthetic
+  sources, tagged mix, forward model) and the Optuna search over the translation run (also on demand).
 """
 
 from .arguments import (
