@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--out", default="docs/images/interactive_translation.png")
     parser.add_argument("--source", default="The old woman sees a small cat in the house.")
-    parser.add_argument("--accept", type=int, default=9, help="words to accept by clicking")
+    parser.add_argument("--accept", type=int, default=10, help="words to accept by clicking")
     parser.add_argument("--type", default="ca", help="characters typed after the cursor")
     args = parser.parse_args()
 
