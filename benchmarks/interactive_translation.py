@@ -107,9 +107,10 @@ def describe_model(engine, model_dir) -> str:
     if run_config.is_file():
         import yaml
         preset = (yaml.safe_load(run_config.read_text("utf-8")) or {}).get("preset") or ""
-    return (f"`{model_dir}`{f' (preset `{preset}`)' if preset else ''}: {config.encoder_layers}+{config.decoder_layers} "
-            f"layers, d_model {config.d_model}, {parameters / 1e6:.1f}M parameters, vocabulary {config.vocab_size}; "
-            f"beam {engine.num_beams}, length penalty {engine.length_penalty}, at most {engine.max_new_tokens} new tokens")
+    named = f"`{model_dir}`" + (f" (preset `{preset}`)" if preset else "")
+    return (f"{named}: {config.encoder_layers}+{config.decoder_layers} layers, d_model {config.d_model}, "
+            f"{parameters / 1e6:.1f}M parameters, vocabulary {config.vocab_size}; beam {engine.num_beams}, "
+            f"length penalty {engine.length_penalty}, at most {engine.max_new_tokens} new tokens")
 
 
 def markdown(command: str, model: str, pairs_file: str, simulation: dict, latencies: list[dict],
@@ -136,11 +137,13 @@ def markdown(command: str, model: str, pairs_file: str, simulation: dict, latenc
         f"Typing every reference word would be {s['reference_words_per_sentence']:.1f} words per sentence; with the "
         f"model, {s['words_typed_per_sentence']:.1f} (word-stroke ratio {s['word_stroke_ratio']:.3f}, i.e. "
         f"{100 * (1 - s['word_stroke_ratio']):.0f}% of the words not typed). Time per completion during the "
-        f"simulation: median {s['median_ms']:.0f} ms, p90 {s['p90_ms']:.0f} ms ({s['seconds'] / 60:.1f} min in all).", "",
+        f"simulation: median {s['median_ms']:.0f} ms, p90 {s['p90_ms']:.0f} ms "
+        f"({s['seconds'] / 60:.1f} min in all).", "",
         "## Latency per completion" + (", ~30-word sentences" if in_range else ""), "",
         (f"{len(lengths)} pairs with 25-35 reference words" if in_range else
          f"No pair has 25-35 reference words: the {len(lengths)} longest pairs") +
-        f" ({statistics.mean(lengths) if lengths else 0:.1f} words on average), simulated as above. *first*: a sentence's first "
+        f" ({statistics.mean(lengths) if lengths else 0:.1f} words on average), simulated as above. "
+        "*first*: a sentence's first "
         "proposal (runs the encoder); *word*: after each typed word; *keystroke*: a half-typed next word (its "
         "first two characters) that the model must spell. Milliseconds.", "",
         "| torch threads | completions | all: median | all: p90 | first: median | word: median | word: p90 | "

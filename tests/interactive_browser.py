@@ -2,7 +2,7 @@
 
 Used by tests/test_interactive_web.py, and run as a script to take the README screenshot the same way:
 
-    python tests/interactive_browser.py --model outputs/translate_toy_en_es --out docs/images/interactive_translation.png
+    python tests/interactive_browser.py --model outputs/translate_toy_en_es   # -> docs/images/...png
 
 Playwright only drives the installed /usr/bin/chromium; it never downloads a browser.
 """

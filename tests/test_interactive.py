@@ -165,7 +165,8 @@ def test_simulated_translator_accepts_the_longest_right_prefix_and_types_one_wor
     reference = "el gato ve un perro"
     right = simulate_sentence(ScriptedEngine({"": "el gato ve un perro grande"}), "src", reference)
     assert (right.words_typed, right.completions, right.cut_overrun) == (0, 1, True)
-    engine = ScriptedEngine({"": "el perro ve un gato", "el gato ": "el gato ve un gato", "el gato ve un perro ": "el gato ve un perro"})
+    engine = ScriptedEngine({"": "el perro ve un gato", "el gato ": "el gato ve un gato",
+                             "el gato ve un perro ": "el gato ve un perro"})
     steered = simulate_sentence(engine, "src", reference)
     assert engine.prefixes == ["", "el gato ", "el gato ve un perro "]
     assert (steered.words_typed, steered.completions) == (2, 3)
@@ -237,7 +238,8 @@ def test_terminal_over_stdin_writes_corrections_the_recipe_reads(model_dir, tmp_
     assert raw["train"]["source"] == SOURCES[:2]
     assert raw["train"]["target"] == [row["translation"]["es"] for row in rows]
     data.clean_data = True  # the recipe's default; the random model's run-on proposal may be cleaned away
-    assert {"source": SOURCES[1], "target": PAIRS[1]["es"]} in load_parallel_data(data, str(tmp_path / "run"), 0)["train"]
+    cleaned = load_parallel_data(data, str(tmp_path / "run"), seed=0)["train"]
+    assert {"source": SOURCES[1], "target": PAIRS[1]["es"]} in cleaned
 
 
 @pytest.mark.slow
@@ -267,3 +269,26 @@ def test_languages_and_sources(model_dir, tmp_path):
     assert read_sources(jsonl, "en") == [PAIRS[0]["en"], PAIRS[1]["en"]]
     with pytest.raises(ValueError, match="both 'en'"):
         CorrectionLog(tmp_path / "x.jsonl", "en", "en")
+
+
+def test_odd_tokenizers_still_keep_the_prefix(tmp_path):
+    """A lowercasing normaliser (typed capitals cannot be spelled: the prefix is forced as tokens instead)
+    and a model whose vocabulary is padded past the tokenizer's."""
+    from tokenizers import normalizers
+    from transformers import AutoTokenizer
+
+    from bigmodel_hf import BigModelForSeq2SeqLM
+    from tiny_models import tiny_config
+
+    make_model_dir(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    tokenizer.backend_tokenizer.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
+    torch.manual_seed(1)
+    model = BigModelForSeq2SeqLM(tiny_config("classic", vocab_size=len(tokenizer) + 7)).eval()
+    model.generation_config.max_length = 12
+    engine = CompletionEngine(model, tokenizer, num_beams=3)
+    assert len(engine.surfaces) == len(tokenizer) + 7
+    for prefix in ("La Mu", "La mu", "LA ", "Ñ"):
+        completion = engine.complete(SOURCES[0], prefix)
+        for alternative in completion.alternatives:
+            assert_honours(alternative.text, prefix)

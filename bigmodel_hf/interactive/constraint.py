@@ -49,8 +49,10 @@ def plan_prefix(tokenizer, surfaces: list[bytes], prefix: str) -> PrefixPlan:
     spelled = b"".join(surfaces[i] for i in probe)
     forced_spelling = b"".join(surfaces[i] for i in forced)
     unknown = tokenizer.unk_token_id is not None and tokenizer.unk_token_id in probe[len(forced):]
-    if probe[:len(forced)] != forced or not spelled.startswith(forced_spelling) or unknown:
-        # a character the vocabulary cannot spell, or a tokenizer that merges across words: force it all
+    if probe[:len(forced)] != forced or not spelled.startswith(forced_spelling) or unknown \
+            or not spelled.endswith(stand_in.encode("utf-8")):
+        # a character the vocabulary cannot spell, a normaliser that changes the typed text (lowercasing),
+        # or a tokenizer that merges across words: force the whole prefix as tokens instead
         return PrefixPlan(text, encode(text.strip()), b"")
     required = spelled[len(forced_spelling):]
     if not partial:
@@ -91,8 +93,10 @@ class SpellingIndex:
                 ids.append(index)
             for cut in range(1, len(rest)):
                 ids.extend(self._by_surface.get(rest[:cut], ()))
-            if not rest.strip() and self.eos_token_id is not None:
-                ids.append(self.eos_token_id)  # only a word boundary left: ending here is fine
+            if (not rest.strip() or not ids) and self.eos_token_id is not None:
+                # only a word boundary left: ending here is fine; nothing spells the rest: end rather
+                # than leave the beam without any token (the prefix is shown from the typed text anyway)
+                ids.append(self.eos_token_id)
             mask = torch.zeros(len(self.surfaces), dtype=torch.bool)
             mask[ids] = True
             self._masks[rest] = mask
@@ -119,7 +123,5 @@ class SpellPrefix(LogitsProcessor):
             if spelled >= needed:
                 continue  # this beam has spelled the prefix: decoding is free
             mask = self.index.allowed(self.required[spelled:])
-            if scores.shape[-1] > mask.shape[0]:  # embedding rows past the tokenizer are never words
-                mask = torch.cat([mask, mask.new_zeros(scores.shape[-1] - mask.shape[0])])
-            scores[row] = scores[row].masked_fill(~mask[: scores.shape[-1]], float("-inf"))
+            scores[row] = scores[row].masked_fill(~mask, float("-inf"))
         return scores

@@ -56,6 +56,8 @@ class CompletionEngine:
         self.length_penalty = length_penalty if length_penalty is not None else (defaults.length_penalty or 1.0)
         self.source_prefix = source_prefix or ""
         self.surfaces = token_surfaces(tokenizer)
+        # embedding rows past the tokenizer (a padded vocabulary) are never text
+        self.surfaces += [b""] * max(0, model.config.vocab_size - len(self.surfaces))
         self.spelling = SpellingIndex(self.surfaces, tokenizer.eos_token_id)
         self.start_id = model.config.decoder_start_token_id
         if self.start_id is None:

@@ -76,26 +76,25 @@ def run_terminal(engine, log: CorrectionLog, sources: Iterable[str] | None = Non
         while session.approved is None:
             say(render(session, threshold))
             line = ask("> ")
-            if line is None or line.strip() == "/quit":
+            if line is None or line.rstrip() == "/quit":
                 say(f"{saved} translation(s) saved to {log.path}")
                 return saved
             command = line.strip()
+            is_command = not line.startswith(" ")  # a leading space: whatever follows is a correction
             try:
-                if line.startswith(" ") and command:
-                    session.type(command[:-1] if command.endswith("*") else command + " ")
-                elif not command:
+                if not command:
                     session.approve()
-                elif command == "/end":
+                elif is_command and command == "/end":
                     session.approve_prefix()
-                elif command == "/skip":
+                elif is_command and command == "/skip":
                     break
-                elif command == "/help":
+                elif is_command and command == "/help":
                     say(HELP.format(threshold=threshold))
-                elif command.isdigit():
+                elif is_command and command.isdigit():
                     session.accept(int(command))
-                elif command.startswith("#") and command[1:].isdigit():
+                elif is_command and command.startswith("#") and command[1:].isdigit():
                     session.choose(int(command[1:]) - 1)
-                else:
+                else:  # a trailing space finishes the last word; "*" leaves it for the model to finish
                     session.type(command[:-1] if command.endswith("*") else command + " ")
             except ValueError as error:
                 say(f"  ! {error}")
