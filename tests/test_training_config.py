@@ -20,6 +20,7 @@ from bigmodel_hf.training import (
 )
 from bigmodel_hf.training import config as config_module
 from bigmodel_hf.training import defaults as defaults_module
+from bigmodel_hf.training.translation import parse_translation_config
 
 TYPES = (ModelArguments, TokenizerArguments, TranslationDataArguments, RunArguments, Seq2SeqTrainingArguments)
 
@@ -191,3 +192,16 @@ def test_runs_too_short_to_evaluate_are_warned_about(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="bigmodel_hf.training.config"):
         parse(["--max_steps", "100", "--eval_steps", "50", "--save_steps", "50"], tmp_path)
     assert "exceeds max_steps" not in caplog.text
+
+
+def test_the_default_token_budget_gives_way_to_an_asked_for_batch_size(tmp_path):
+    def data_args(*flags):
+        return parse_translation_config(["--train_file", "x.jsonl", *flags]).get(TranslationDataArguments)
+
+    assert data_args().max_tokens == TRANSLATION_DEFAULTS["max_tokens"]
+    assert data_args("--per_device_train_batch_size", "16").max_tokens is None
+    assert data_args("--per_device_train_batch_size", "16", "--max_tokens", "512").max_tokens == 512
+    assert data_args("--max_tokens", "0").max_tokens is None
+    config = tmp_path / "run.yaml"
+    config.write_text("per_device_train_batch_size: 8\n")
+    assert data_args("--config", str(config)).max_tokens is None

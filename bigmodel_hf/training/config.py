@@ -134,12 +134,17 @@ def parse_run_config(
     # argparse converts string defaults with the flag's type, so YAML's "5e-4" (a str to PyYAML) is a float.
     parser.set_defaults(**{**environment_defaults(), **(defaults or {}), **file_values})
     namespace = vars(parser.parse_args(argv))
-    explicit = set(defaults or {}) | set(file_values) | set(flag_names(argv, boolean_keys))
+    user_keys = set(file_values) | set(flag_names(argv, boolean_keys))
+    explicit = set(defaults or {}) | user_keys
     if namespace.get("bf16") and "bf16" not in explicit:
         if namespace.get("fp16"):
             namespace["bf16"] = False  # the hardware default gives way to an explicit fp16
         else:
             logger.info("bf16 autocast on: this device has native bfloat16 matmuls (--bf16 false turns it off)")
+    if "per_device_train_batch_size" in user_keys and "max_tokens" not in user_keys and namespace.get("max_tokens"):
+        namespace["max_tokens"] = None  # the batch size the user asked for replaces the default token budget
+    if namespace.get("max_tokens") == 0:
+        namespace["max_tokens"] = None  # 0 switches the token budget off
     if "bf16" in known:
         explicit.add("bf16")  # recorded in run_config.yaml either way: the default depends on the hardware
     check_values(namespace)

@@ -40,7 +40,11 @@ TRANSLATION_DEFAULTS = {
     "lr_scheduler_type": "inverse_sqrt",
     "learning_rate": 7e-4,
     "label_smoothing_factor": 0.1,
-    "per_device_train_batch_size": 32,
+    "per_device_train_batch_size": 32,  # used only where the token budget is switched off
+    # Length-bucketed batches of at most this many tokens: fixed-size batches of real sentences are about
+    # half padding (benchmarks/results/data_pipeline.md). A --per_device_train_batch_size given in a file
+    # or on the command line replaces it; `--max_tokens 0` switches it off.
+    "max_tokens": 2048,
     "predict_with_generate": True,
     "generation_num_beams": 1,  # greedy during training; the final evaluation uses num_beams
     "generation_max_length": 128,
