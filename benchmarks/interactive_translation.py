@@ -58,7 +58,7 @@ def simulate(engine, pairs, log=print) -> dict:
     """The simulated translator on `pairs`; its summary plus the time per completion."""
     sentences, started = [], time.perf_counter()
     for number, (source, reference) in enumerate(pairs, 1):
-        engine._encoded.clear()  # each sentence pays for its encoder, as it would in use
+        engine.clear_cache()  # each sentence pays for its encoder, as it would in use
         sentences.append(simulate_sentence(engine, source, reference))
         if number % 25 == 0:
             log(f"  {number}/{len(pairs)} sentences, {time.perf_counter() - started:.0f} s")
@@ -76,7 +76,7 @@ def latency(engine, pairs, threads: int) -> dict:
     first, word, keystroke = [], [], []
     try:
         for source, reference in pairs:
-            engine._encoded.clear()
+            engine.clear_cache()
             target = reference.split()
 
             def timed(prefix: str, ms: float) -> None:
@@ -129,11 +129,12 @@ def markdown(command: str, model: str, pairs_file: str, simulation: dict, latenc
         f"The first {s['sentences']} pairs, one torch thread. The simulated person accepts the longest correct "
         "prefix of words of each proposal and types the next reference word; the model completes again.", "",
         "| sentences | reference words / sentence | words typed / sentence | word-stroke ratio | "
-        "completions / sentence | first proposal right | proposal ran on past the reference |",
-        "|---|---|---|---|---|---|---|",
+        "characters typed / reference characters | completions / sentence | first proposal right | "
+        "proposal ran on past the reference |",
+        "|---|---|---|---|---|---|---|---|",
         f"| {s['sentences']} | {s['reference_words_per_sentence']:.1f} | {s['words_typed_per_sentence']:.1f} | "
-        f"{s['word_stroke_ratio']:.3f} | {s['completions_per_sentence']:.1f} | {s['first_proposal_right']} | "
-        f"{s['cut_overruns']} |", "",
+        f"{s['word_stroke_ratio']:.3f} | {s['char_ratio']:.3f} | {s['completions_per_sentence']:.1f} | "
+        f"{s['first_proposal_right']} | {s['cut_overruns']} |", "",
         f"Typing every reference word would be {s['reference_words_per_sentence']:.1f} words per sentence; with the "
         f"model, {s['words_typed_per_sentence']:.1f} (word-stroke ratio {s['word_stroke_ratio']:.3f}, i.e. "
         f"{100 * (1 - s['word_stroke_ratio']):.0f}% of the words not typed). Time per completion during the "
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", required=True, help="a translation run's output directory")
     parser.add_argument("--pairs", required=True, help="held-out pairs, JSON Lines")
     parser.add_argument("--max_pairs", type=int, default=200, help="pairs simulated (the first ones)")
-    parser.add_argument("--latency_sentences", type=int, default=10, help="~30-word pairs timed per thread count")
+    parser.add_argument("--latency_sentences", type=int, default=5, help="~30-word pairs timed per thread count")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--source_lang", default=None)
     parser.add_argument("--target_lang", default=None)

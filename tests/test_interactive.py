@@ -123,7 +123,7 @@ def test_the_encoder_runs_once_per_source(engine, monkeypatch):
     encoder = engine.model.get_encoder()
     original = encoder.forward
     monkeypatch.setattr(encoder, "forward", lambda *a, **k: calls.append(1) or original(*a, **k))
-    engine._encoded.clear()
+    engine.clear_cache()
     for prefix in ("", "La", "La mu", "La mujer "):
         engine.complete(SOURCES[0], prefix)
     assert len(calls) == 1
@@ -174,6 +174,7 @@ def test_simulated_translator_accepts_the_longest_right_prefix_and_types_one_wor
     assert useless.words_typed == 5 and useless.completions == 6
     summary = summarize([right, steered, useless])
     assert summary["word_stroke_ratio"] == pytest.approx(7 / 15)
+    assert summary["char_ratio"] == pytest.approx((len("gato perro ") + len(reference) + 1) / (3 * len(reference)))
     assert summary["first_proposal_right"] == 1 and summary["cut_overruns"] == 1
 
 

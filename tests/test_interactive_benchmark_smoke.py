@@ -27,7 +27,7 @@ def test_benchmark_writes_both_tables_and_keeps_notes(script, tmp_path):
                  "--threads", "1", "--out", str(out), "--note", "A tiny random model."])
     text = out.read_text()
     assert "old numbers" not in text and text.endswith("\nkept note\n") and "A tiny random model." in text
-    simulation_row = text.split("|---|---|---|---|---|---|---|\n")[1].splitlines()[0]
+    simulation_row = text.split("|---|---|---|---|---|---|---|---|\n")[1].splitlines()[0]
     assert simulation_row.startswith("| 2 | ")
     assert "No pair has 25-35 reference words: the 1 longest pairs" in text
     latency_row = text.split("|---|---|---|---|---|---|---|---|---|\n")[1].splitlines()[0]

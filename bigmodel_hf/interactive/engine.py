@@ -93,6 +93,10 @@ class CompletionEngine:
             self._encoded.popitem(last=False)
         return self._encoded[source]
 
+    def clear_cache(self) -> None:
+        """Forget the encoded sources (a benchmark that wants each sentence to pay for its encoder)."""
+        self._encoded.clear()
+
     @torch.no_grad()
     def complete(self, source: str, prefix: str = "", num_alternatives: int | None = None) -> Completion:
         """The best completion of `prefix` as a translation of `source`, with its n-best alternatives."""

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 @dataclass
 class SimulatedSentence:
     reference_words: int
+    reference_chars: int = 0   # the reference with single spaces, as typing it all would cost
     words_typed: int = 0
+    chars_typed: int = 0       # the typed words' characters, a space after each
     completions: int = 0
     cut_overrun: bool = False  # the last proposal went on past the reference and the person cut it
     latencies_ms: list[float] = field(default_factory=list)
@@ -24,7 +26,7 @@ class SimulatedSentence:
 def simulate_sentence(engine, source: str, reference: str, on_completion=None) -> SimulatedSentence:
     """Drive `engine` as the simulated translator on one pair; `on_completion(prefix, ms)` sees each call."""
     target = unicodedata.normalize("NFC", reference).split()  # as the prefix is normalised
-    result = SimulatedSentence(reference_words=len(target))
+    result = SimulatedSentence(reference_words=len(target), reference_chars=len(" ".join(target)))
     prefix = ""
     for _ in range(len(target) + 1):  # each round types one word, so at most one round per word (+ the first)
         started = time.perf_counter()
@@ -41,6 +43,7 @@ def simulate_sentence(engine, source: str, reference: str, on_completion=None) -
             result.cut_overrun = len(proposal) > len(target)
             return result
         result.words_typed += 1
+        result.chars_typed += len(target[correct]) + 1
         prefix = " ".join(target[:correct + 1]) + " "
     raise AssertionError(f"the prefix constraint failed: {prefix!r} did not stay in the proposal")
 
@@ -55,6 +58,7 @@ def summarize(sentences: list[SimulatedSentence]) -> dict:
         "reference_words": words,
         "words_typed": typed,
         "word_stroke_ratio": typed / words if words else 0.0,
+        "char_ratio": sum(s.chars_typed for s in sentences) / max(1, sum(s.reference_chars for s in sentences)),
         "words_typed_per_sentence": typed / count if count else 0.0,
         "reference_words_per_sentence": words / count if count else 0.0,
         "completions_per_sentence": sum(s.completions for s in sentences) / count if count else 0.0,
