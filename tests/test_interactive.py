@@ -293,3 +293,16 @@ def test_odd_tokenizers_still_keep_the_prefix(tmp_path):
         completion = engine.complete(SOURCES[0], prefix)
         for alternative in completion.alternatives:
             assert_honours(alternative.text, prefix)
+
+
+def test_word_probability_covers_every_token_that_spells_it(engine):
+    """A half word may be spelled by several tokens; the word's probability is the product of all of
+    the generated tokens that touch it, and each token counts for exactly one word."""
+    for prefix in ("La mujer ti", "niñ", "El niño mira un r"):
+        completion = engine.complete(SOURCES[0], prefix)
+        chosen = [w.probability for w in completion.words if w.probability is not None]
+        product_words = torch.tensor(chosen).prod().item()
+        product_tokens = torch.tensor(completion.token_probabilities).prod().item()
+        eos = completion.token_ids[-1] == engine.tokenizer.eos_token_id
+        last = completion.token_probabilities[-1] if eos else 1.0  # EOS belongs to no word
+        assert product_words == pytest.approx(product_tokens / last, rel=1e-4)

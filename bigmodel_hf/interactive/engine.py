@@ -139,16 +139,19 @@ class CompletionEngine:
             kept.append((token, probability))
             if token == eos:
                 break
-        # the continuation's bytes start with what the plan required, which the prefix text already shows
+        # the generated text starts with the bytes the plan required, which end the prefix text already
+        # shown; a SentencePiece-style first word requires one space more than the text has: pad for it
         raw = plan.text.encode("utf-8")
+        raw = b" " * max(0, len(plan.required) - len(raw)) + raw
+        position = len(raw) - len(plan.required)
         spans = []  # byte span in `raw` of each generated token's surface
-        skip = len(plan.required)
         for token, probability in kept:
             surface = self.surfaces[token]
-            overlap = min(skip, len(surface))
-            skip -= overlap
-            spans.append((len(raw) - overlap, len(raw) + len(surface) - overlap, probability))
-            raw += surface[overlap:]
+            end = position + len(surface)
+            if end > len(raw):
+                raw += surface[len(surface) - (end - len(raw)):]  # the part past what the prefix shows
+            spans.append((position, end, probability))
+            position = end
         words = []
         for match in re.finditer(rb"\S+", raw):
             chosen = [p for begin, end, p in spans if begin < match.end() and end > match.start() and end > begin
