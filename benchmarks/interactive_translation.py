@@ -7,7 +7,9 @@
    longest correct word prefix of each proposal and types the next reference word, until the accepted
    words are the reference (`bigmodel_hf.interactive.simulation`). Reported: words typed per sentence
    against the reference's length (typing it all), the word-stroke ratio (typed / reference words),
-   completions per sentence.
+   completions per sentence. Then, on the first `--keystroke_pairs` pairs, the same person typing
+   character by character (the model re-completes after every keystroke; the person accepts as soon as
+   it is right): keystrokes against the reference's characters.
 2. Latency: on up to `--latency_sentences` pairs whose reference has 25-35 words (the first ones in the
    file), the same simulation, timing every completion, with 1 and with 2 torch threads; at each step also
    one keystroke-level completion, the next word's first two characters typed (a half word to spell).
@@ -32,7 +34,7 @@ from pathlib import Path
 import torch
 
 from bigmodel_hf.interactive import CompletionEngine
-from bigmodel_hf.interactive.simulation import simulate_sentence, summarize
+from bigmodel_hf.interactive.simulation import simulate_keystrokes, simulate_sentence, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "interactive_translation.md"
@@ -54,12 +56,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def simulate(engine, pairs, log=print) -> dict:
+def simulate(engine, pairs, log=print, simulator=simulate_sentence) -> dict:
     """The simulated translator on `pairs`; its summary plus the time per completion."""
     sentences, started = [], time.perf_counter()
     for number, (source, reference) in enumerate(pairs, 1):
         engine.clear_cache()  # each sentence pays for its encoder, as it would in use
-        sentences.append(simulate_sentence(engine, source, reference))
+        sentences.append(simulator(engine, source, reference))
         if number % 25 == 0:
             log(f"  {number}/{len(pairs)} sentences, {time.perf_counter() - started:.0f} s")
     summary = summarize(sentences)
@@ -113,9 +115,9 @@ def describe_model(engine, model_dir) -> str:
             f"length penalty {engine.length_penalty}, at most {engine.max_new_tokens} new tokens")
 
 
-def markdown(command: str, model: str, pairs_file: str, simulation: dict, latencies: list[dict],
-             latency_pairs: list[tuple[str, str]], note: str = "") -> str:
-    s = simulation
+def markdown(command: str, model: str, pairs_file: str, simulation: dict, keystrokes: dict | None,
+             latencies: list[dict], latency_pairs: list[tuple[str, str]], note: str = "") -> str:
+    s, k = simulation, keystrokes
     lengths = [len(reference.split()) for _, reference in latency_pairs]
     in_range = all(25 <= n <= 35 for n in lengths)
     lines = [
@@ -140,6 +142,15 @@ def markdown(command: str, model: str, pairs_file: str, simulation: dict, latenc
         f"{100 * (1 - s['word_stroke_ratio']):.0f}% of the words not typed). Time per completion during the "
         f"simulation: median {s['median_ms']:.0f} ms, p90 {s['p90_ms']:.0f} ms "
         f"({s['seconds'] / 60:.1f} min in all).", "",
+        *([] if not k else [
+            f"Typing character by character instead (the first {k['sentences']} pairs; the model re-completes "
+            "after every keystroke and the person accepts as soon as the proposal is right again):", "",
+            "| sentences | reference characters / sentence | keystrokes / sentence | keystroke ratio | "
+            "completions / sentence | time per completion: median | p90 |",
+            "|---|---|---|---|---|---|---|",
+            f"| {k['sentences']} | {k['reference_chars'] / k['sentences']:.1f} | "
+            f"{k['chars_typed'] / k['sentences']:.1f} | {k['char_ratio']:.3f} | {k['completions_per_sentence']:.1f} | "
+            f"{k['median_ms']:.0f} ms | {k['p90_ms']:.0f} ms |", ""]),
         "## Latency per completion" + (", ~30-word sentences" if in_range else ""), "",
         (f"{len(lengths)} pairs with 25-35 reference words" if in_range else
          f"No pair has 25-35 reference words: the {len(lengths)} longest pairs") +
@@ -173,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", required=True, help="a translation run's output directory")
     parser.add_argument("--pairs", required=True, help="held-out pairs, JSON Lines")
     parser.add_argument("--max_pairs", type=int, default=200, help="pairs simulated (the first ones)")
+    parser.add_argument("--keystroke_pairs", type=int, default=20, help="pairs simulated keystroke by keystroke")
     parser.add_argument("--latency_sentences", type=int, default=5, help="~30-word pairs timed per thread count")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--source_lang", default=None)
@@ -191,6 +203,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"simulating {min(args.max_pairs, len(pairs))} pairs, 1 thread", flush=True)
     simulation = simulate(engine, pairs[:args.max_pairs], log=lambda m: print(m, flush=True))
     print(json.dumps(simulation), flush=True)
+    keystrokes = None
+    if args.keystroke_pairs > 0:
+        print(f"simulating {min(args.keystroke_pairs, len(pairs))} pairs keystroke by keystroke", flush=True)
+        keystrokes = simulate(engine, pairs[:args.keystroke_pairs], lambda m: print(m, flush=True), simulate_keystrokes)
+        print(json.dumps(keystrokes), flush=True)
     long_pairs = [pair for pair in pairs if 25 <= len(pair[1].split()) <= 35][:args.latency_sentences]
     if not long_pairs:  # a corpus of short sentences (the toy one): time its longest instead, and say so
         long_pairs = sorted(pairs, key=lambda pair: -len(pair[1].split()))[:args.latency_sentences]
@@ -202,8 +219,8 @@ def main(argv: list[str] | None = None) -> None:
     if "--note" in shown:  # the note is printed as text of its own
         del shown[shown.index("--note"):shown.index("--note") + 2]
     command = "python benchmarks/interactive_translation.py " + shlex.join(shown)
-    text = markdown(command, describe_model(engine, args.model), args.pairs, simulation, latencies, long_pairs,
-                    args.note)
+    text = markdown(command, describe_model(engine, args.model), args.pairs, simulation, keystrokes, latencies,
+                    long_pairs, args.note)
     write_results(text, Path(args.out))
     print(text)
 

@@ -306,3 +306,26 @@ def test_word_probability_covers_every_token_that_spells_it(engine):
         eos = completion.token_ids[-1] == engine.tokenizer.eos_token_id
         last = completion.token_probabilities[-1] if eos else 1.0  # EOS belongs to no word
         assert product_words == pytest.approx(product_tokens / last, rel=1e-4)
+
+
+def test_simulated_typist_stops_typing_a_word_once_the_model_has_it():
+    from bigmodel_hf.interactive.simulation import simulate_keystrokes
+
+    reference = "el gato ve un perro"
+    # the model needs "g" to find "gato", and the whole of "un" plus a space before it finds "perro"
+    engine = ScriptedEngine({"": "el perro ve un gato", "el g": "el gato ve una casa", "el gato ve u": "el gato ve una",
+                             "el gato ve un": "el gato ve una", "el gato ve un ": "el gato ve un perro"})
+    result = simulate_keystrokes(engine, "src", reference)
+    assert engine.prefixes == ["", "el g", "el gato ve u", "el gato ve un", "el gato ve un "]
+    assert (result.chars_typed, result.words_typed, result.completions) == (4, 2, 5)
+    useless = simulate_keystrokes(ScriptedEngine({}), "src", "ab c")
+    # a model that only echoes the prefix: every letter typed; each word, once whole, is accepted by a click
+    assert (useless.chars_typed, useless.words_typed) == (3, 2)
+
+
+def test_simulated_typist_with_a_real_engine(engine):
+    from bigmodel_hf.interactive.simulation import simulate_keystrokes
+
+    for row in PAIRS[:2]:
+        result = simulate_keystrokes(engine, row["en"], row["es"])
+        assert result.chars_typed <= result.reference_chars + 1

@@ -23,12 +23,13 @@ def test_benchmark_writes_both_tables_and_keeps_notes(script, tmp_path):
     write_pairs(pairs, PAIRS[:3])
     out = tmp_path / "results.md"
     out.write_text("old numbers\n" + script.NOTES_MARKER + "\nkept note\n")
-    script.main(["--model", str(model), "--pairs", str(pairs), "--max_pairs", "2", "--latency_sentences", "1",
-                 "--threads", "1", "--out", str(out), "--note", "A tiny random model."])
+    script.main(["--model", str(model), "--pairs", str(pairs), "--max_pairs", "2", "--keystroke_pairs", "2",
+                 "--latency_sentences", "1", "--threads", "1", "--out", str(out), "--note", "A tiny random model."])
     text = out.read_text()
     assert "old numbers" not in text and text.endswith("\nkept note\n") and "A tiny random model." in text
     simulation_row = text.split("|---|---|---|---|---|---|---|---|\n")[1].splitlines()[0]
     assert simulation_row.startswith("| 2 | ")
+    assert "Typing character by character instead (the first 2 pairs" in text
     assert "No pair has 25-35 reference words: the 1 longest pairs" in text
     latency_row = text.split("|---|---|---|---|---|---|---|---|---|\n")[1].splitlines()[0]
     assert latency_row.startswith("| 1 | ")

@@ -5,6 +5,10 @@ correct words and type the next reference word in full (a word with its trailing
 the model completes again; when the accepted words are the whole reference they approve, cutting off
 anything the model added after it. Words typed / reference words is the word-stroke ratio: 1.0 means the
 model saved nothing (everything typed), 0.0 means the first proposal was right.
+
+`simulate_keystrokes` is the same person typing character by character instead: after every keystroke
+the model re-completes the half-typed word, and the person accepts as soon as the proposal is right
+again. Keystrokes / reference characters is then the keystroke ratio (a click to accept is free in both).
 """
 
 import time
@@ -58,6 +62,8 @@ def summarize(sentences: list[SimulatedSentence]) -> dict:
         "reference_words": words,
         "words_typed": typed,
         "word_stroke_ratio": typed / words if words else 0.0,
+        "chars_typed": sum(s.chars_typed for s in sentences),
+        "reference_chars": sum(s.reference_chars for s in sentences),
         "char_ratio": sum(s.chars_typed for s in sentences) / max(1, sum(s.reference_chars for s in sentences)),
         "words_typed_per_sentence": typed / count if count else 0.0,
         "reference_words_per_sentence": words / count if count else 0.0,
@@ -65,3 +71,37 @@ def summarize(sentences: list[SimulatedSentence]) -> dict:
         "first_proposal_right": sum(s.words_typed == 0 for s in sentences),
         "cut_overruns": sum(s.cut_overrun for s in sentences),
     }
+
+
+def simulate_keystrokes(engine, source: str, reference: str, on_completion=None) -> SimulatedSentence:
+    """Like `simulate_sentence`, typing one character at a time; `chars_typed` counts the keystrokes
+    (characters and the spaces that finish words) and `words_typed` the words that needed any."""
+    target = unicodedata.normalize("NFC", reference).split()
+    result = SimulatedSentence(reference_words=len(target), reference_chars=len(" ".join(target)))
+    accepted, typed, prefix = 0, "", ""
+    for _ in range(result.reference_chars + len(target) + 2):  # one keystroke or one acceptance per round
+        started = time.perf_counter()
+        proposal = engine.complete(source, prefix, num_alternatives=1).text.split()
+        ms = (time.perf_counter() - started) * 1000
+        result.completions += 1
+        result.latencies_ms.append(ms)
+        if on_completion is not None:
+            on_completion(prefix, ms)
+        correct = 0
+        while correct < min(len(proposal), len(target)) and proposal[correct] == target[correct]:
+            correct += 1
+        if correct == len(target):
+            result.cut_overrun = len(proposal) > len(target)
+            return result
+        if correct > accepted:  # the model finished the word (and maybe more) right: accept up to there
+            accepted, typed = correct, ""
+        word = target[accepted]
+        if len(typed) < len(word):
+            result.words_typed += not typed
+            typed += word[len(typed)]
+            prefix = " ".join(target[:accepted] + [typed])  # no trailing space: the word is unfinished
+        else:  # all of it typed, yet the model would go on with it ("casa" -> "casas"): finish it
+            accepted, typed = accepted + 1, ""
+            prefix = " ".join(target[:accepted]) + " "
+        result.chars_typed += 1
+    raise AssertionError(f"the prefix constraint failed: {prefix!r} did not stay in the proposal")
