@@ -98,6 +98,7 @@ def main() -> None:
             page.wait_for_selector(f"#proposal .word.accepted >> nth={args.accept - 1}")
             page.locator("#typed").press_sequentially(args.type)
             wait_for_word(page, args.accept, args.type)
+            page.mouse.move(0, 0)  # no hover outline in the picture
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=args.out, full_page=True)
             print(f"wrote {args.out}: {' '.join(words_shown(page))}")

@@ -85,6 +85,9 @@ def test_the_page_in_headless_chromium(app, engine):
         assert shown[:2] == first[:2] and shown == engine.complete(SOURCES[0], " ".join(first[:2]) + " mi").text.split()
         assert page.locator("#alternatives li").all_inner_texts() == [
             a.text for a in engine.complete(SOURCES[0], " ".join(first[:2]) + " mi").alternatives[1:]]
+        page.locator("#typed").press("Tab")  # accepts the half-typed word as the model completed it
+        page.wait_for_selector("#proposal .word.accepted >> nth=2")
+        assert page.locator("#proposal .word.accepted").count() == 3 and page.input_value("#typed") == ""
         page.click("#approve")
         page.wait_for_function("(source) => document.querySelector('#source').value === source", arg=SOURCES[1])
         assert saved_rows(app) == [{"en": SOURCES[0], "es": " ".join(shown)}]
