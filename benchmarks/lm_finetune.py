@@ -53,7 +53,14 @@ class StopAfter(TrainerCallback):
 
 
 def measure_speed(args) -> dict:
-    """Median seconds per training step of each model on the same batches, alternating between them."""
+    """Median seconds per training step of each model on the same batches, alternating between them.
+
+    `--speed_clock cpu` times with this process's CPU time, which other jobs on a shared machine inflate
+    far less than wall-clock time (use it with one thread: CPU time adds up over threads).
+    """
+    clock = time.process_time if args.speed_clock == "cpu" else time.perf_counter
+    if args.speed_threads:
+        torch.set_num_threads(args.speed_threads)
     llama = AutoModelForCausalLM.from_pretrained(args.llama_dir, dtype=torch.float32)
     models = {"llama": llama, "bigmodel": convert_llama_model(llama)}
     models["llama"] = AutoModelForCausalLM.from_pretrained(args.llama_dir, dtype=torch.float32)  # unshared copy
@@ -62,19 +69,20 @@ def measure_speed(args) -> dict:
     vocab = llama.config.vocab_size
     times = {name: [] for name in models}
     for round_ in range(args.speed_rounds + 1):  # round 0 warms up (allocator, AdamW state)
-        batch = torch.randint(0, vocab, (args.batch_size, args.block_size), generator=generator)
+        batch = torch.randint(0, vocab, (args.speed_batch_size, args.block_size), generator=generator)
         for name, model in models.items():
             model.train()
-            started = time.perf_counter()
+            started = clock()
             loss = model(input_ids=batch, labels=batch).loss
             loss.backward()
             optimizers[name].step()
             optimizers[name].zero_grad(set_to_none=True)
             if round_:
-                times[name].append(time.perf_counter() - started)
-    tokens = args.batch_size * args.block_size
+                times[name].append(clock() - started)
+    tokens = args.speed_batch_size * args.block_size
     medians = {name: statistics.median(values) for name, values in times.items()}
     return {"threads": torch.get_num_threads(), "rounds": args.speed_rounds, "tokens_per_step": tokens,
+            "clock": args.speed_clock, "batch": f"{args.speed_batch_size} x {args.block_size}",
             **{f"{name}_tokens_per_s": tokens / median for name, median in medians.items()},
             "ratio": medians["llama"] / medians["bigmodel"]}
 
@@ -89,6 +97,7 @@ def run_arm(name: str, args, output_dir: Path) -> dict:
         "warmup_steps": args.warmup_steps,
         "eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": "false", "report_to": "none",
         "num_sample_outputs": 0, "logging_steps": 5, "seed": 0, "disable_tqdm": "true",
+        "bf16": "false",  # both arms in float32, whatever the hardware's default
     }
     if args.max_train_samples:
         flags["max_train_samples"] = args.max_train_samples
@@ -121,8 +130,8 @@ def report(speed: dict, rows: list[dict], args, wall: float) -> str:
         "## Training speed, same process",
         "",
         f"Both models built from the checkpoint in one process; {speed['rounds']} rounds, each one training step "
-        f"(forward, backward, AdamW) of {args.batch_size} x {args.block_size} random tokens per model on the same "
-        f"batch, alternating; float32, {speed['threads']} torch threads; medians.",
+        f"(forward, backward, AdamW) of {speed['batch']} random tokens per model on the same batch, alternating; "
+        f"float32, {speed['threads']} torch thread(s), timed by the {speed['clock']} clock; medians.",
         "",
         "| LlamaForCausalLM tokens/s | BigModelForCausalLM tokens/s | ratio (BigModel / Llama) |",
         "|---|---|---|",
@@ -161,7 +170,11 @@ def main():
     parser.add_argument("--eval_blocks", type=int, default=64)
     parser.add_argument("--learning_rate", type=float, default=5e-5)
     parser.add_argument("--warmup_steps", type=int, default=5)
-    parser.add_argument("--speed_rounds", type=int, default=5, help="alternating training steps per model")
+    parser.add_argument("--speed_rounds", type=int, default=8, help="alternating training steps per model")
+    parser.add_argument("--speed_batch_size", type=int, default=4)
+    parser.add_argument("--speed_threads", type=int, default=1, help="torch threads of the speed measurement")
+    parser.add_argument("--speed_clock", choices=["cpu", "wall"], default="cpu")
+    parser.add_argument("--speed_only", action="store_true", help="measure speed only and print it")
     parser.add_argument("--arm", choices=["llama", "bigmodel"], help=argparse.SUPPRESS)  # internal: one arm
     parser.add_argument("--arm_output", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -177,6 +190,8 @@ def main():
     started = time.perf_counter()
     speed = measure_speed(args)
     print(json.dumps(speed), flush=True)
+    if args.speed_only:
+        return
     with tempfile.TemporaryDirectory() as scratch:
         arms = {}
         for name in ("llama", "bigmodel"):
