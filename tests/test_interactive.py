@@ -76,10 +76,22 @@ def test_spelling_index_on_made_up_surfaces():
     assert index.allowed(b" ").nonzero().flatten().tolist() == [2, 3, 4, 6, 7, 8]
 
 
-def test_an_empty_prefix_gives_plain_beam_search(engine):
+def test_an_empty_prefix_gives_plain_beam_search(engine, monkeypatch):
     expected = translate_texts(engine.model, engine.tokenizer, SOURCES, num_beams=engine.num_beams,
                                max_new_tokens=engine.max_new_tokens)
+    monkeypatch.setattr(engine, "max_length_ratio", None)
     assert [engine.complete(source, "").text for source in SOURCES] == expected
+    monkeypatch.setattr(engine, "max_length_ratio", 0.1)  # the run-on cap: plain beam search of that length
+    for source in SOURCES:
+        budget = engine.new_token_budget(len(engine.tokenizer(source)["input_ids"]), 0)
+        assert budget < engine.max_new_tokens
+        assert engine.complete(source, "").text == translate_texts(
+            engine.model, engine.tokenizer, [source], num_beams=engine.num_beams, max_new_tokens=budget)[0]
+
+
+def test_the_run_on_cap_leaves_room_after_a_long_prefix(engine):
+    assert engine.new_token_budget(10, 0) == min(engine.max_new_tokens, 25)
+    assert engine.new_token_budget(10, 24) == 8
 
 
 def test_token_probabilities_match_a_scoring_forward_pass(engine):
