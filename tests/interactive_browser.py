@@ -66,9 +66,9 @@ def words_shown(page) -> list[str]:
 
 
 def wait_for_word(page, index: int, start: str) -> None:
-    """Until word `index` of the proposal starts with `start` (the page has redrawn after typing)."""
-    page.wait_for_function("([i, s]) => { const w = document.querySelectorAll('#proposal .word')[i];"
-                           " return w !== undefined && w.textContent.startsWith(s); }", arg=[index, start])
+    """Until the proposal's words from `index` on start with `start` (the page redrew after typing)."""
+    page.wait_for_function("([i, s]) => Array.from(document.querySelectorAll('#proposal .word')).slice(i)"
+                           ".map((w) => w.textContent).join(' ').startsWith(s)", arg=[index, start])
 
 
 def main() -> None:
