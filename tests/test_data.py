@@ -122,6 +122,15 @@ def test_validation_and_test_carved_with_fixed_seed(tmp_path):
     assert sorted(every) == sorted(pairs)
 
 
+def test_a_small_file_still_gets_one_validation_row(tmp_path):
+    pairs = [(f"sentence {i}", f"frase {i}") for i in range(10)]  # 2% of 10 rounds to none
+    split = load_translation_dataset(write_jsonl(tmp_path / "train.jsonl", hub_layout(pairs)), validation_size=0.02)
+    assert {k: len(v) for k, v in split.items()} == {"train": 9, "validation": 1}
+    one = write_jsonl(tmp_path / "one.jsonl", hub_layout(pairs[:1]))
+    with pytest.raises(DataError, match="give a separate validation file"):
+        load_translation_dataset(one, validation_size=0.02)
+
+
 def test_lm_loaders_text_jsonl_parquet(tmp_path):
     txt = tmp_path / "corpus.txt"
     txt.write_text("First doc line one.\nline two.\n\nSecond doc.\n", encoding="utf-8")

@@ -393,10 +393,13 @@ def _text_column(ds: Dataset, where: str, text_field: str, source_path=None, fmt
 def _carve(dd: DatasetDict, name: str, size, seed: int) -> None:
     train = dd["train"]
     count = size if isinstance(size, int) else int(round(len(train) * size))
+    if count == 0 and isinstance(size, float) and size > 0:
+        count = 1  # a small file (say, a translator's few corrections) still gets a row to evaluate on
     if count <= 0:
         return
     if count >= len(train):
-        raise DataError(f"cannot carve {count} {name} rows from a train split of {len(train)}; lower {name}_size.")
+        raise DataError(f"cannot carve {count} {name} rows from a train split of {len(train)}; give a separate "
+                        f"{name} file or lower {name}_size.")
     parts = train.train_test_split(test_size=count, seed=seed, shuffle=True)
     dd["train"], dd[name] = parts["train"], parts["test"]
     logger.info("carved %d %s rows from train (seed %d); %d train rows remain", count, name, seed, len(parts["train"]))
