@@ -27,24 +27,32 @@ class SimulatedSentence:
     latencies_ms: list[float] = field(default_factory=list)
 
 
+def propose(engine, source: str, prefix: str, target: list[str], result: SimulatedSentence, on_completion) -> int:
+    """One completion, timed and counted in `result`; returns how many leading words of it are right.
+    When all of the reference is right, records whether the proposal ran on past it."""
+    started = time.perf_counter()
+    proposal = engine.complete(source, prefix, num_alternatives=1).text.split()
+    ms = (time.perf_counter() - started) * 1000
+    result.completions += 1
+    result.latencies_ms.append(ms)
+    if on_completion is not None:
+        on_completion(prefix, ms)
+    correct = 0
+    while correct < min(len(proposal), len(target)) and proposal[correct] == target[correct]:
+        correct += 1
+    if correct == len(target):
+        result.cut_overrun = len(proposal) > len(target)
+    return correct
+
+
 def simulate_sentence(engine, source: str, reference: str, on_completion=None) -> SimulatedSentence:
     """Drive `engine` as the simulated translator on one pair; `on_completion(prefix, ms)` sees each call."""
     target = unicodedata.normalize("NFC", reference).split()  # as the prefix is normalised
     result = SimulatedSentence(reference_words=len(target), reference_chars=len(" ".join(target)))
     prefix = ""
     for _ in range(len(target) + 1):  # each round types one word, so at most one round per word (+ the first)
-        started = time.perf_counter()
-        proposal = engine.complete(source, prefix, num_alternatives=1).text.split()
-        ms = (time.perf_counter() - started) * 1000
-        result.completions += 1
-        result.latencies_ms.append(ms)
-        if on_completion is not None:
-            on_completion(prefix, ms)
-        correct = 0
-        while correct < min(len(proposal), len(target)) and proposal[correct] == target[correct]:
-            correct += 1
+        correct = propose(engine, source, prefix, target, result, on_completion)
         if correct == len(target):
-            result.cut_overrun = len(proposal) > len(target)
             return result
         result.words_typed += 1
         result.chars_typed += len(target[correct]) + 1
@@ -80,18 +88,8 @@ def simulate_keystrokes(engine, source: str, reference: str, on_completion=None)
     result = SimulatedSentence(reference_words=len(target), reference_chars=len(" ".join(target)))
     accepted, typed, prefix = 0, "", ""
     for _ in range(result.reference_chars + len(target) + 2):  # one keystroke or one acceptance per round
-        started = time.perf_counter()
-        proposal = engine.complete(source, prefix, num_alternatives=1).text.split()
-        ms = (time.perf_counter() - started) * 1000
-        result.completions += 1
-        result.latencies_ms.append(ms)
-        if on_completion is not None:
-            on_completion(prefix, ms)
-        correct = 0
-        while correct < min(len(proposal), len(target)) and proposal[correct] == target[correct]:
-            correct += 1
+        correct = propose(engine, source, prefix, target, result, on_completion)
         if correct == len(target):
-            result.cut_overrun = len(proposal) > len(target)
             return result
         if correct > accepted:  # the model finished the word (and maybe more) right: accept up to there
             accepted, typed = correct, ""
