@@ -1,20 +1,13 @@
 """Smoke test of benchmarks/speed.py: its core functions run end to end on a tiny shape (no timing asserts)."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
-
-SPEED_PY = Path(__file__).resolve().parent.parent / "benchmarks" / "speed.py"
+from benchmark_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def speed():
-    spec = importlib.util.spec_from_file_location("speed_benchmark", SPEED_PY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("speed")
 
 
 def test_matmul_peak_is_a_rate(speed):

@@ -1,20 +1,13 @@
 """Smoke test of benchmarks/interactive_translation.py: the simulation and latency tables on a tiny model."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from benchmark_scripts import load_benchmark
 from interactive_models import PAIRS, make_model_dir, write_pairs
-
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "interactive_translation.py"
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("interactive_translation_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("interactive_translation")
 
 
 def test_benchmark_writes_both_tables_and_keeps_notes(script, tmp_path):

@@ -4,20 +4,13 @@ with back-translation) runs end to end on the toy corpus with a tiny model, and 
 Seconds; no quality assertion beyond "it runs and produces scores".
 """
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "small_data_ablation.py"
+from benchmark_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def ablation():
-    spec = importlib.util.spec_from_file_location("small_data_ablation_benchmark", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("small_data_ablation")
 
 
 def test_rows_run_and_report(ablation, tmp_path):

@@ -3,24 +3,18 @@
 Seconds, tiny models; no quality assertion beyond "it runs and produces scores".
 """
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from benchmark_scripts import load_benchmark
 
 from bigmodel_hf.tokenization import load_pretrained_tokenizer
 from bigmodel_hf.toy_data import write_toy_translation_corpus
 
-BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "translation_quality.py"
 TINY = dict(d_model=32, encoder_layers=1, decoder_layers=1, num_attention_heads=2, ffn_dim=64)
 
 
 @pytest.fixture(scope="module")
 def quality():
-    spec = importlib.util.spec_from_file_location("translation_quality_benchmark", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("translation_quality")
 
 
 def test_both_arms_train_decode_and_report(quality, tmp_path, monkeypatch):
