@@ -193,7 +193,8 @@ def write_report(out: Path, path: Path) -> str:
             f"min of training, {b['reverse_wall_clock_minutes']:.1f} min wall-clock with its evaluations, validation "
             f"BLEU {b['reverse_bleu']:.2f} (es→en).",
             f"- Back-translating {gen.get('sentences', '?'):,} Spanish sentences ({'sampling' if b['decoding']['do_sample'] else 'beam ' + str(b['decoding']['num_beams'])}): "
-            f"{gen.get('seconds', float('nan')) / 60:.1f} min on {gen.get('threads', '?')} thread.",
+            f"{gen.get('seconds', float('nan')) / 60:.1f} min wall-clock, {gen.get('processes', 1)} process(es) of "
+            f"{gen.get('threads', '?')} thread.",
             f"- Mix: {b['mix']['real_pairs']:,} real + {b['mix']['synthetic_pairs']:,} tagged synthetic pairs.",
             "- None of this counts toward the row's training budget, which is the forward model's alone.",
             "",
