@@ -35,6 +35,7 @@ import torch
 
 from bigmodel_hf.interactive import CompletionEngine
 from bigmodel_hf.interactive.simulation import simulate_keystrokes, simulate_sentence, summarize
+from results_page import write_keeping_notes  # benchmarks/, on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "interactive_translation.md"
@@ -172,11 +173,7 @@ def markdown(command: str, model: str, pairs_file: str, simulation: dict, keystr
 
 def write_results(text: str, path: Path = RESULTS) -> None:
     """Replace the measured part of `path`, keeping any notes written below the marker."""
-    notes = ""
-    if path.is_file() and NOTES_MARKER in path.read_text("utf-8"):
-        notes = path.read_text("utf-8").split(NOTES_MARKER, 1)[1]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text + "\n" + NOTES_MARKER + (notes or "\n"), "utf-8")
+    write_keeping_notes(path, text, NOTES_MARKER)
 
 
 def main(argv: list[str] | None = None) -> None:

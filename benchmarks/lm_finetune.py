@@ -32,6 +32,7 @@ from transformers import AutoModelForCausalLM, TrainerCallback
 from bigmodel_hf.convert import convert_llama_model
 from bigmodel_hf.training import text_generation
 from bigmodel_hf.training.text_generation import parse_text_generation_config, run_text_generation
+from results_page import write_keeping_notes  # benchmarks/, on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "lm_finetune.md"
@@ -206,9 +207,7 @@ def main():
                 sys.exit(f"the {name} arm failed (exit {process.returncode})")
             rows.append(json.loads((arm_output / "row.json").read_text()))
     text = report(speed, rows, args, time.perf_counter() - started)
-    notes = RESULTS.read_text().split(NOTES_MARKER, 1)[1] if RESULTS.is_file() and NOTES_MARKER in RESULTS.read_text() else "\n"
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text + "\n" + NOTES_MARKER + notes)
+    write_keeping_notes(RESULTS, text, NOTES_MARKER)
     print(text)
 
 

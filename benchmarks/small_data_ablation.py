@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from results_page import write_keeping_notes  # benchmarks/, on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT.parent / "shared" / "data" / "bible_en_es"
@@ -206,13 +207,7 @@ def write_report(out: Path, path: Path) -> str:
                      f"{r['machine']['affinity']}, load average at start/end {loads[0]:.1f}/{loads[1]:.1f}; "
                      f"{r['run_wall_clock_minutes']:.1f} min wall-clock for the run.")
     text = "\n".join(lines) + "\n"
-    if path.exists() and NOTES_MARKER in path.read_text():
-        text += "\n" + NOTES_MARKER + path.read_text().split(NOTES_MARKER, 1)[1]
-    else:
-        text += "\n" + NOTES_MARKER + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return text
+    return write_keeping_notes(path, text, NOTES_MARKER)
 
 
 def main(argv=None):

@@ -43,6 +43,7 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from bigmodel_hf import BigModelConfig, BigModelForCausalLM, BigModelForSeq2SeqLM
+from results_page import write_keeping_notes  # benchmarks/, on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 PAD, BOS, EOS = 0, 1, 2
@@ -432,10 +433,7 @@ def main():
         *[section + "\n" for section in sections],
     ])
     # Hand-written analysis below the marker (profiles, changes and their measured effect) survives reruns.
-    if args.output.exists() and NOTES_MARKER in args.output.read_text():
-        text += "\n" + NOTES_MARKER + args.output.read_text().split(NOTES_MARKER, 1)[1]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
+    write_keeping_notes(args.output, text, NOTES_MARKER)
     print("wrote", args.output)
 
 

@@ -46,6 +46,7 @@ from bigmodel_hf.modeling_bigmodel import BigModelForSeq2SeqLM
 from bigmodel_hf.tokenization import load_pretrained_tokenizer, tokenize_translation_dataset, train_translation_tokenizer
 from bigmodel_hf.training.callbacks import WallClockStop
 from bigmodel_hf.training.trainers import TranslationTrainer
+from results_page import write_keeping_notes  # benchmarks/, on sys.path when run as a script
 
 DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "bible_en_es"
 RESULTS_MD = Path(__file__).resolve().parent / "results" / "translation_quality.md"
@@ -221,13 +222,7 @@ def write_report(out: Path, path: Path, arms=("ours", "baseline")) -> str:
             lines.append(f"- {arm}: {sample['output']}")
     lines.append(f"- reference: {first['samples'][0]['reference']} / {first['samples'][1]['reference']}")
     text = "\n".join(lines) + "\n"
-    if path.exists() and NOTES_MARKER in path.read_text():
-        text += "\n" + NOTES_MARKER + path.read_text().split(NOTES_MARKER, 1)[1]
-    else:
-        text += "\n" + NOTES_MARKER + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return text
+    return write_keeping_notes(path, text, NOTES_MARKER)
 
 
 def main(argv=None):

@@ -1,9 +1,12 @@
 """Import a script of benchmarks/ as a module (the folder is not a package), for the smoke tests."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+if str(BENCHMARKS) not in sys.path:
+    sys.path.append(str(BENCHMARKS))  # the scripts import their shared helpers as a script run would
 
 
 def load_benchmark(name: str):
