@@ -7,16 +7,11 @@
 Rerunning the same command continues where it stopped. See bigmodel_hf/training/back_translation.py.
 """
 
-import sys
-
 from bigmodel_hf.training.back_translation import parse_back_translation_config, run_back_translation
 from bigmodel_hf.training.entry import recipe_main
 
 
 def main(argv=None) -> None:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv:
-        sys.exit("back_translate.py: give --config FILE or the settings as flags (--help lists them).")
     recipe_main("back_translate.py", parse_back_translation_config, run_back_translation, None, argv)
 
 

@@ -8,16 +8,11 @@ Every translate.py flag works; `--search_*` flags set the space. Writes trials.c
 and best_trial.json to --output_dir. See bigmodel_hf/training/hyperparameter_search.py.
 """
 
-import sys
-
 from bigmodel_hf.training.entry import recipe_main
 from bigmodel_hf.training.hyperparameter_search import parse_search_config, run_search
 
 
 def main(argv=None) -> None:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv:
-        sys.exit("search_hyperparameters.py: give --config FILE or the settings as flags (--help lists them).")
     recipe_main("search_hyperparameters.py", parse_search_config, run_search, None, argv)
 
 

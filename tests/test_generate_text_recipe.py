@@ -21,6 +21,7 @@ from bigmodel_hf.training.checkpoints import list_checkpoints
 from bigmodel_hf.toy_data import toy_translation_pairs
 from bigmodel_hf.training.lora import load_lora_result
 from bigmodel_hf.training.text_generation import parse_text_generation_config, run_text_generation
+from tiny_runs import flags
 from two_processes import run_in_two_cpu_processes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,10 +31,6 @@ TINY_MODEL = "d_model=64,ffn_dim=128,decoder_layers=1,num_attention_heads=2,num_
 BLOCK = 32
 
 
-
-
-def flags(**values) -> list[str]:
-    return [item for key, value in values.items() for item in (f"--{key}", str(value))]
 
 
 def tiny_run(corpus: Path, output_dir: Path, **overrides) -> list[str]:

@@ -23,12 +23,9 @@ from bigmodel_hf.training.translation import (
     run_translation,
 )
 from bigmodel_hf.training.validation import ConfigError
+from tiny_runs import flags
 
 TINY_MODEL = "d_model=32,ffn_dim=64,encoder_layers=1,decoder_layers=1,num_attention_heads=2"
-
-
-def flags(**values) -> list[str]:
-    return [item for key, value in values.items() for item in (f"--{key}", str(value))]
 
 
 def tiny_run(corpus: Path, output_dir: Path, **overrides) -> list[str]:

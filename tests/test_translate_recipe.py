@@ -14,6 +14,7 @@ from transformers import AutoModelForSeq2SeqLM, MarianConfig, MarianMTModel
 from bigmodel_hf.tokenization import train_translation_tokenizer
 from bigmodel_hf.training.generation import translate_texts
 from bigmodel_hf.training.translation import parse_translation_config, run_translation
+from tiny_runs import flags
 from two_processes import run_in_two_cpu_processes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,10 +22,6 @@ RECIPE = ROOT / "recipes" / "translate.py"
 TINY_MODEL = "d_model=64,ffn_dim=128,encoder_layers=1,decoder_layers=1,num_attention_heads=2,dropout=0.0"
 
 
-
-
-def flags(**values) -> list[str]:
-    return [item for key, value in values.items() for item in (f"--{key}", str(value))]
 
 
 def tiny_run(corpus: Path, output_dir: Path, **overrides) -> list[str]:

@@ -89,3 +89,8 @@ def make_output_dir(root, encoder_decoder: bool = True, **run_config_overrides):
         (checkpoint / name).write_bytes(b"state")
     (checkpoint / "training_args.bin").write_bytes(f"pickled arguments with {root}".encode())
     return root, model
+
+
+def flags(**values) -> list[str]:
+    """`flags(max_steps=10, bf16="false")` -> `["--max_steps", "10", "--bf16", "false"]`: a recipe's argv."""
+    return [item for key, value in values.items() for item in (f"--{key}", str(value))]
