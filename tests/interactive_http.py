@@ -56,10 +56,15 @@ def raw(url: str, request: bytes, timeout: float = 30) -> tuple[int | None, dict
     parts = urlsplit(url)
     with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
         sock.sendall(request)
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    return parse_answer(data)
+        return parse_answer(read_all(sock))
+
+
+def read_all(sock) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
 
 
 def parse_answer(data: bytes) -> tuple[int | None, dict, object]:

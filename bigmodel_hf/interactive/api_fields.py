@@ -62,6 +62,8 @@ def parse_body(raw: bytes) -> dict:
         raise ApiError(400, f"the JSON is nested deeper than {MAX_DEPTH} levels; send a flat object")
     try:
         body = json.loads(text, parse_constant=_no_constants)
+    except ApiError:
+        raise
     except json.JSONDecodeError as error:
         raise ApiError(400, f"the body is not valid JSON: {error.msg} at column {error.colno}") from None
     except ValueError as error:  # e.g. an integer with more digits than Python converts

@@ -36,8 +36,9 @@ class TranslationSession:
         return f"{accepted} {self.typed}" if accepted and self.typed else (accepted + " " if accepted else self.typed)
 
     def _complete(self) -> Completion:
-        self.completions += 1
-        return self.engine.complete(self.source, self.prefix)
+        completion = self.engine.complete(self.source, self.prefix)
+        self.completions += 1  # counted once it succeeded: a failed edit leaves the session as it was
+        return completion
 
     def accept(self, count: int) -> None:
         """Take the first `count` words of the proposal as final (fewer than before moves the cursor back).

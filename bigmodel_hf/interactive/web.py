@@ -25,6 +25,7 @@ import json
 import queue
 import re
 import secrets
+import socket
 import sys
 import threading
 import time
@@ -196,11 +197,32 @@ def make_handler(app: InteractiveApp, token: str, allowed_hosts: set[str], reque
 
     class Handler(BaseHTTPRequestHandler):
         timeout = request_timeout  # also bounds each write to a client that stops reading
+        unread_body = False
+        default_request_version = "HTTP/1.0"  # so an answer to a garbled request line has headers too
 
         def setup(self):
             super().setup()
             self.rfile.close()  # http.server's plain reader, replaced by one with a deadline
             self.rfile = io.BufferedReader(DeadlineReader(self.connection, request_timeout))
+
+        def finish(self):
+            super().finish()
+            if self.unread_body:  # closing on unread bytes would reset the connection, losing our answer
+                self._drain()
+
+        def _drain(self) -> None:
+            """Read and drop what the client still sends (at most 1 MB, 1 s) after the answer went out."""
+            try:
+                self.connection.shutdown(socket.SHUT_WR)
+                deadline, dropped = time.monotonic() + 1.0, 0
+                while dropped < 16 * MAX_BODY and (left := deadline - time.monotonic()) > 0:
+                    self.connection.settimeout(left)
+                    chunk = self.connection.recv(65536)
+                    if not chunk:
+                        break
+                    dropped += len(chunk)
+            except OSError:
+                pass
 
         def do_GET(self):  # noqa: N802 (http.server's naming)
             self._answer(self._get)
@@ -209,6 +231,7 @@ def make_handler(app: InteractiveApp, token: str, allowed_hosts: set[str], reque
             self._answer(self._post)
 
         def _answer(self, route) -> None:
+            self.unread_body = self.command == "POST"  # until _read_body has read all of it
             try:
                 self._check_origin()
                 route(urlsplit(self.path))
@@ -219,6 +242,8 @@ def make_handler(app: InteractiveApp, token: str, allowed_hosts: set[str], reque
                 self.close_connection = True
                 self._json(HTTPStatus.REQUEST_TIMEOUT, {"error": f"the request did not arrive within "
                                                                  f"{request_timeout:g} s; nothing was done"})
+            except ConnectionError:  # the client hung up: there is no one to answer
+                self.close_connection = True
             except Exception as error:  # a bug or a failing disk: answered, logged, the session intact
                 print(f"bigmodel-hf serve: {self.command} {self.path[:80]}: {type(error).__name__}: {error}",
                       file=sys.stderr, flush=True)
@@ -284,6 +309,7 @@ def make_handler(app: InteractiveApp, token: str, allowed_hosts: set[str], reque
                 raise ApiError(413, f"request too large: at most {MAX_BODY} bytes")
             length = int(value)
             data = self.rfile.read(length)
+            self.unread_body = False
             if len(data) < length:
                 raise ApiError(400, f"the body ended after {len(data)} of {length} bytes; nothing was done")
             return data
