@@ -1,6 +1,7 @@
 """`bigmodel-hf serve` under hostile input (issue 14): each probe of the report, reproduced against a real
 server on 127.0.0.1, with what it must do now. Rows of docs/bad_inputs.md ("The translator's server")."""
 
+import collections
 import json
 import os
 import re
@@ -14,6 +15,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from interactive_browser import serving
 from interactive_http import Api, parse_answer, raw, read_all
 from interactive_models import PAIRS, make_model_dir
@@ -54,14 +57,15 @@ def rows(app) -> list[dict]:
 
 
 def request_bytes(url: str, action: str = "approve", body: bytes = b"{}", *, host: str | None = None,
-                  token: str | None = None, headers: dict | None = None, length: str | None = "auto") -> bytes:
+                  token: str | None = None, headers: dict | None = None, length: str | None = "auto",
+                  method: str = "POST") -> bytes:
     """An HTTP request as the page's script would send it, with any header changed or left out (None)."""
     api = Api(url)
     fields = {"Host": host or f"127.0.0.1:{api.port}", "Content-Type": "application/json",
               "X-BigModel-Token": token or api.token, "X-BigModel-Tab": api.tab,
               "Content-Length": str(len(body)) if length == "auto" else length, **(headers or {})}
     head = "".join(f"{name}: {value}\r\n" for name, value in fields.items() if value is not None)
-    return f"POST /api/{action} HTTP/1.1\r\n{head}\r\n".encode("latin-1") + body
+    return f"{method} /api/{action} HTTP/1.1\r\n{head}\r\n".encode("latin-1") + body
 
 
 def send_tolerantly(url: str, data: bytes) -> tuple:
@@ -152,7 +156,7 @@ def test_every_answer_carries_the_security_headers_and_the_page_has_no_inline_sc
             policy = headers["Content-Security-Policy"]
             assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
             assert "unsafe-inline" not in policy and headers["Referrer-Policy"] == "no-referrer"
-        assert [status for status, _, _ in answers] == [200, 200, 200, 404, 403, 400, 501]
+        assert [status for status, _, _ in answers] == [200, 200, 200, 404, 403, 400, 405]
         page = answers[0][2].decode()
         assert re.findall(r"<script[^>]*>[^<]*", page) == ['<script src="/app.js">']  # nothing inline
         assert not re.search(r"\son[a-z]+\s*=", page) and "<style" not in page and "style=" not in page
@@ -451,3 +455,61 @@ def test_serve_prints_its_url_with_the_token_and_only_that_url_works(model_dir, 
         process.wait(timeout=30)
     assert process.returncode == 0, process.stderr.read()
     assert corrections.read_text("utf-8") == '{"translation": {"en": "Hello.", "es": "Hola."}}\n'
+
+
+# --- any request at all ----------------------------------------------------------------------------
+
+FIELD_NAMES = sorted({name for _, spec in InteractiveApp.ACTIONS.values() for name in spec})
+STRINGS = st.text(max_size=40) | st.sampled_from(["a \ud800", "\udfff", "", "  ", "\x00\u2028", "é" * 1001])
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.integers() | st.floats() | STRINGS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(STRINGS, inner, max_size=3), max_leaves=8)
+VALID_BODIES = {"start": st.fixed_dictionaries({"source": STRINGS}), "accept": st.fixed_dictionaries(
+    {"count": st.integers(-2, 12)}), "type": st.fixed_dictionaries({"text": STRINGS}),
+    "choose": st.fixed_dictionaries({"index": st.integers(-1, 4)}),
+    "approve": st.fixed_dictionaries({}, optional={"text": STRINGS | st.none(), "prefix_only": st.booleans()})}
+
+
+def test_any_request_gets_a_json_answer_below_500_and_the_log_is_written_only_on_approve(app):
+    """The property, over one server and one session across all examples (as a person's page would be)."""
+    with serving(app) as url:
+        api = Api(url)
+
+        @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+                  database=None, derandomize=True)  # the same requests on every run: no flaky counts below
+        @given(st.data())
+        def check(data):
+            action = data.draw(st.sampled_from([*InteractiveApp.ACTIONS, "approve", "state", "dance", ""]), "action")
+            valid_body = VALID_BODIES.get(action, st.just({})).map(lambda b: json.dumps(b).encode())
+            if data.draw(st.booleans(), "as the page would send it"):  # reaches the session's own checks
+                method, body, token, headers = "POST", data.draw(valid_body), None, {}
+            else:
+                method = data.draw(st.sampled_from(["POST"] * 6 + ["GET", "PUT", "DELETE"]), "method")
+                body = data.draw(st.one_of(valid_body, st.dictionaries(
+                    st.sampled_from(FIELD_NAMES) | STRINGS, JSON_VALUES, max_size=3).map(
+                    lambda b: json.dumps(b).encode()),  # NaN / Infinity included: json.dumps writes them
+                    st.binary(max_size=60)), "body")
+                headers = {"Content-Type": data.draw(st.sampled_from(
+                    ["application/json"] * 5 + ["text/plain", "application/json; charset=utf-8", None])),
+                    "X-BigModel-Tab": data.draw(st.sampled_from(["tab-one"] * 5 + ["tab-two", "", None]))}
+                token = data.draw(st.sampled_from([None] * 8 + ["wrong"]))
+            before = app.log.path.read_bytes() if app.log.path.exists() else b""
+            status, answer_headers, payload = raw(url, request_bytes(url, action, body, token=token,
+                                                                     headers=headers, method=method))
+            assert status is not None and status < 500, (status, payload)
+            assert answer_headers["Content-Type"] == "application/json" and isinstance(payload, dict)
+            assert ("error" in payload) == (status >= 400)
+            after = app.log.path.read_bytes() if app.log.path.exists() else b""
+            seen[(action, status)] += 1
+            if status == 200 and method == "POST" and action == "approve":
+                assert after.startswith(before) and after[len(before):].count(b"\n") == 1
+            else:
+                assert after == before
+            rows(app)  # always valid JSON Lines of two non-empty strings
+            assert api.request("GET", "/api/state")[0] == 200  # the page can always draw
+
+        seen = collections.Counter()
+        check()
+    # the examples reached the session, approvals included, and were refused in many ways
+    assert seen[("approve", 200)] >= 1 and seen[("type", 200)] >= 1 and {400, 403, 404, 405, 415} <= {
+        status for _, status in seen}, seen

@@ -231,7 +231,9 @@ def make_handler(app: InteractiveApp, token: str, allowed_hosts: set[str], reque
             self._answer(self._post)
 
         def _answer(self, route) -> None:
-            self.unread_body = self.command == "POST"  # until _read_body has read all of it
+            # a body is unread until _read_body has read all of it (a GET's is never read)
+            self.unread_body = self.command == "POST" or any(
+                name in self.headers for name in ("Content-Length", "Transfer-Encoding"))
             try:
                 self._check_origin()
                 route(urlsplit(self.path))
@@ -316,7 +318,9 @@ def make_handler(app: InteractiveApp, token: str, allowed_hosts: set[str], reque
 
         def send_error(self, code, message=None, explain=None):
             """http.server's own refusals (bad request line, unknown method, huge headers) as JSON too."""
-            self.close_connection = True
+            self.close_connection = self.unread_body = True
+            if code == HTTPStatus.NOT_IMPLEMENTED:  # a method other than GET and POST: the client's mistake
+                code, message = HTTPStatus.METHOD_NOT_ALLOWED, f"{message}; use GET or POST"
             self._json(code, {"error": message or HTTPStatus(code).phrase})
 
         def _json(self, status, payload):
