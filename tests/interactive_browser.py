@@ -37,7 +37,7 @@ def serving(app, **options):
     from bigmodel_hf.interactive.web import make_server
 
     server = make_server(app, "127.0.0.1", 0, **options)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield server.url

@@ -425,6 +425,7 @@ def test_start_up_refuses_bad_settings(tmp_path, capsys):
     assert "argument 2 is blank" in startup_error(tmp_path, capsys, "Hello.", "  ")
 
 
+@pytest.mark.slow
 def test_a_start_up_error_is_one_line_from_a_real_process(tmp_path):
     (tmp_path / "file").write_text("x")
     run = subprocess.run([sys.executable, "-m", "bigmodel_hf.cli",
@@ -435,6 +436,7 @@ def test_a_start_up_error_is_one_line_from_a_real_process(tmp_path):
     assert run.stderr.count("\n") == 1 and "is a file, not a folder" in run.stderr and "Traceback" not in run.stderr
 
 
+@pytest.mark.slow
 def test_serve_prints_its_url_with_the_token_and_only_that_url_works(model_dir, tmp_path):
     corrections = tmp_path / "c.jsonl"
     process = subprocess.Popen([sys.executable, "-m", "bigmodel_hf.cli", "serve", "--model", str(model_dir),
