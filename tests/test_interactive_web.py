@@ -89,3 +89,27 @@ def test_the_page_in_headless_chromium(app, engine):
         page.click("#translate")
         page.wait_for_selector("#proposal .word.unsure")
         assert page.locator("#proposal .word.unsure").count() == len(words_shown(page))
+
+
+@pytest.mark.skipif(browser_missing() is not None, reason=browser_missing() or "")
+def test_a_second_tab_takes_over_and_the_first_stops_in_chromium(app, engine):
+    """Two tabs of the page: the older is told (409) and disabled; only the newer approves. The page's
+    script runs under the server's Content-Security-Policy without a violation."""
+    with serving(app) as url, chromium_page() as page:
+        console = []
+        page.on("console", lambda message: console.append(message.text))
+        page.goto(url)
+        page.wait_for_selector("#proposal .word")
+        second = page.context.browser.new_page()  # its own tab id, as another tab would have
+        second.on("console", lambda message: console.append(message.text))
+        second.goto(url)
+        second.wait_for_selector("#proposal .word")
+        assert second.input_value("#source") == SOURCES[0]  # it took over the sentence the first tab showed
+        page.click("#approve")
+        page.wait_for_function("() => document.querySelector('#error').textContent.includes('another tab')")
+        assert page.is_disabled("#approve") and page.is_disabled("#typed")
+        assert not app.log.path.exists()
+        second.click("#approve")
+        second.wait_for_function("(source) => document.querySelector('#source').value === source", arg=SOURCES[1])
+    assert saved_rows(app) == [{"en": SOURCES[0], "es": engine.complete(SOURCES[0]).text}]
+    assert not [text for text in console if "Content Security Policy" in text], console
