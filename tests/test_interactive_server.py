@@ -258,6 +258,18 @@ class InstantEngine:
         return Completion(prefix, text, [Word(word, 0.9) for word in text.split()], [], [], 0.0, [])
 
 
+def test_connections_past_the_waiting_room_get_503_at_once(app):
+    with serving(app, request_timeout=2, max_threads=1, max_waiting=1) as url, ExitStack() as stack:
+        api = Api(url)
+        idle = [stack.enter_context(socket.create_connection((api.host, api.port), timeout=30)) for _ in range(2)]
+        time.sleep(0.3)  # one idle connection holds the only worker, the other waits
+        started = time.monotonic()
+        status, _, payload = raw(url, request_bytes(url, "next"))
+        assert status == 503 and "busy" in payload["error"] and time.monotonic() - started < 1.5
+        assert [parse_answer(read_all(sock))[0] for sock in idle] == [None, None]  # cut off after 2 s
+        assert api.ok("next")["session"]["source"] == SOURCES[0]  # the server recovered
+
+
 def test_concurrent_requests_and_abrupt_disconnects_write_each_approval_exactly_once(tmp_path):
     """Held before the fix and must still hold: 400 requests at once, a quarter of them hung up on."""
     app = InteractiveApp(InstantEngine(), CorrectionLog(tmp_path / "corrections.jsonl", "en", "es"), list(SOURCES))

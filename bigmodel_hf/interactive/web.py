@@ -405,11 +405,12 @@ def allowed_hosts(host: str, port: int) -> set[str]:
 
 
 def make_server(app: InteractiveApp, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
-                request_timeout: float = 10.0, max_threads: int = 16) -> BoundedThreadingHTTPServer:
+                request_timeout: float = 10.0, max_threads: int = 16,
+                max_waiting: int = 512) -> BoundedThreadingHTTPServer:
     """A server for `app` (port 0 picks a free one); call `serve_forever()`. `server.url` is the page's
     address with the per-launch token (random unless given), `server.token` the token itself."""
     token = token or secrets.token_urlsafe(24)
-    server = BoundedThreadingHTTPServer((host, port), None, max_threads=max_threads)
+    server = BoundedThreadingHTTPServer((host, port), None, max_threads=max_threads, max_waiting=max_waiting)
     bound = server.server_address[1]
     server.RequestHandlerClass = make_handler(app, token, allowed_hosts(host, bound), request_timeout)
     server.token = token
