@@ -62,7 +62,8 @@ class InteractiveApp:
     """The state behind the page: the queue of sources, the current session, the log, the owning tab.
 
     `ACTIONS` is the one list of what `POST /api/<action>` can do: the method that does it and the fields
-    it takes (checked by `api_fields.check_fields` before the method runs).
+    it takes (checked by `api_fields.check_fields` before the method runs). A new action is one entry
+    here and one method; what the page should draw goes into `state()`. The HTTP layer needs no change.
     """
 
     ACTIONS = {
