@@ -17,7 +17,8 @@ def _convert_llama(args: argparse.Namespace) -> None:
 
     from .convert import convert_llama_checkpoint
 
-    out = convert_llama_checkpoint(args.source, args.output_dir, getattr(torch, args.dtype))
+    out = convert_llama_checkpoint(args.source, args.output_dir, getattr(torch, args.dtype),
+                                   trust_remote_code=args.trust_remote_code, load_legacy_bin=args.load_legacy_bin)
     print(f"Converted {args.source} -> {out}")
 
 
@@ -35,27 +36,52 @@ def _push(args: argparse.Namespace) -> None:
     options = dict(include_logs=args.include_logs, include_checkpoints=args.include_checkpoints,
                    include_optimizer_states=args.include_optimizer_states)
     if args.dry_run:
-        files = [file.path_in_repo for file in plan_upload(args.output_dir, **options)]
-        if not args.keep_card or "README.md" not in files:
-            files = ["README.md (the model card, rebuilt when pushing)"] + [f for f in files if f != "README.md"]
-        print("\n".join(files))
-        return
+        return _push_dry_run(args, options)
     url = push_output_dir(args.output_dir, args.hub_model_id, private=args.private or None, revision=args.revision,
                           rebuild_card=not args.keep_card, license=args.license, base_model=args.base_model,
                           language=args.language, **options)
     print(f"Pushed {args.output_dir} to {url}")
 
 
+def _push_dry_run(args: argparse.Namespace, options: dict) -> None:
+    """List what the push would send, with the card it would rebuild (built in memory, nothing written),
+    and run the same refusal checks as the push; a file the push would refuse is marked and fails the run."""
+    from .hub import plan_upload, upload_problems, with_rebuilt_card
+
+    files = plan_upload(args.output_dir, **options)
+    if not args.keep_card or not any(file.path_in_repo == "README.md" for file in files):
+        files = with_rebuilt_card(files, args.output_dir, repo_id=args.hub_model_id, license=args.license,
+                                  base_model=args.base_model, language=args.language)
+    problems = upload_problems(files, args.output_dir)
+    for file in files:
+        print(file.path_in_repo + "".join(f"  REFUSED: {problem}" for problem in problems.get(file.path_in_repo, [])))
+    if problems:
+        raise ValueError(f"the push would be refused: {len(problems)} of {len(files)} files would publish private "
+                         "data (marked REFUSED above); remove it from those files (or leave them out) and retry.")
+
+
+def _decoding_options(args: argparse.Namespace) -> dict:
+    """The decoding flags, checked before any model loads (one line naming the bad one)."""
+    from .translator import check_decoding_options
+
+    options = dict(num_beams=args.num_beams, length_penalty=args.length_penalty, max_new_tokens=args.max_new_tokens)
+    check_decoding_options(**options)
+    return options
+
+
 def _translate(args: argparse.Namespace) -> None:
     if args.interactive:
         return _translate_interactively(args)
-    from .translator import Translator
+    from .translator import Translator, check_decoding_options, parse_device
 
-    texts = args.texts or [line.rstrip("\n") for line in sys.stdin]
+    options = _decoding_options(args)
+    check_decoding_options(batch_size=args.batch_size)
+    options["batch_size"] = args.batch_size
+    parse_device(args.device)
+    texts = args.texts or [line.rstrip("\r\n") for line in sys.stdin]
     translator = Translator.from_pretrained(args.model, device=args.device, trust_remote_code=args.trust_remote_code,
                                             load_legacy_bin=args.load_legacy_bin)
-    for line in translator(texts, num_beams=args.num_beams, length_penalty=args.length_penalty,
-                           max_new_tokens=args.max_new_tokens, batch_size=args.batch_size):
+    for line in translator(texts, **options):
         print(line)
 
 
@@ -65,11 +91,12 @@ def _interactive_setup(args: argparse.Namespace):
     from .interactive.session import CorrectionLog, model_languages, read_sources
     from .translator import default_device
 
+    decoding = _decoding_options(args)
     source_lang, target_lang = model_languages(args.model, args.source_lang, args.target_lang)
     sources = list(args.texts or []) + (read_sources(args.source_file, source_lang) if args.source_file else [])
     engine = CompletionEngine.from_pretrained(args.model, device=args.device or default_device(),
-                                              num_beams=args.num_beams, num_alternatives=args.alternatives,
-                                              max_new_tokens=args.max_new_tokens, length_penalty=args.length_penalty)
+                                              trust_remote_code=getattr(args, "trust_remote_code", False),
+                                              num_alternatives=args.alternatives, **decoding)
     return engine, CorrectionLog(args.corrections, source_lang, target_lang), sources
 
 
@@ -105,6 +132,13 @@ def _add_interactive_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, default=0.5, help="words below this probability are marked")
 
 
+def _add_model_loading_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trust_remote_code", action="store_true",
+                        help="run Python code shipped with the model (default: refuse; never asked on stdin)")
+    parser.add_argument("--load_legacy_bin", action="store_true",
+                        help="accept pickled pytorch_model.bin weights (default: safetensors only)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bigmodel-hf", description="BigModel tools for the Hugging Face stack.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -112,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("source", help="Llama-family checkpoint folder or Hub id")
     convert.add_argument("output_dir")
     convert.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    _add_model_loading_options(convert)
     convert.set_defaults(run=_convert_llama)
 
     card_options = argparse.ArgumentParser(add_help=False)
@@ -148,9 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("--max_new_tokens", type=int, help="longest output in tokens (default: generation_config)")
     translate.add_argument("--batch_size", type=int, default=32)
     translate.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
-    translate.add_argument("--trust_remote_code", action="store_true", help="allow code shipped with the model")
-    translate.add_argument("--load_legacy_bin", action="store_true",
-                           help="accept pickled pytorch_model.bin weights (default: safetensors only)")
+    _add_model_loading_options(translate)
     translate.add_argument("--interactive", action="store_true",
                            help="human in the loop: accept words, type corrections, approve (see /help inside); "
                                 "sentences from the arguments, --source_file, or typed at a prompt")

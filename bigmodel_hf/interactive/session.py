@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from ..data.jsonl import read_json_lines
 from .engine import Completion, CompletionEngine
 
 
@@ -97,7 +98,7 @@ class CorrectionLog:
     def __len__(self) -> int:
         if not self.path.is_file():
             return 0
-        return sum(1 for line in self.path.read_text("utf-8").splitlines() if line.strip())
+        return len(read_json_lines(self.path))
 
 
 def model_languages(model_dir, source_lang: str | None = None, target_lang: str | None = None) -> tuple[str, str]:
@@ -115,12 +116,10 @@ def read_sources(path: str | os.PathLike, source_lang: str) -> list[str]:
     """Sentences to translate: a plain text file (one per line) or JSON Lines in any layout the recipe
     reads (`translation.<lang>`, `<lang>`, or `source`)."""
     path = Path(path)
-    lines = [line.strip() for line in path.read_text("utf-8").splitlines() if line.strip()]
     if path.suffix not in (".jsonl", ".json"):
-        return lines
+        return [line.strip() for line in path.read_text("utf-8").split("\n") if line.strip()]
     sources = []
-    for number, line in enumerate(lines, 1):
-        row = json.loads(line)
+    for number, row in enumerate(read_json_lines(path), 1):
         row = row.get("translation", row)
         text = row.get(source_lang, row.get("source"))
         if not isinstance(text, str):
