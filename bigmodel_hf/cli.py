@@ -54,7 +54,10 @@ def _push_dry_run(args: argparse.Namespace, options: dict) -> None:
                                   base_model=args.base_model, language=args.language)
     problems = upload_problems(files, args.output_dir)
     for file in files:
-        print(file.path_in_repo + "".join(f"  REFUSED: {problem}" for problem in problems.get(file.path_in_repo, [])))
+        rebuilt = " (the model card, rebuilt when pushing)" if isinstance(file.source, bytes) and \
+            file.path_in_repo == "README.md" else ""
+        print(file.path_in_repo + rebuilt
+              + "".join(f"  REFUSED: {problem}" for problem in problems.get(file.path_in_repo, [])))
     if problems:
         raise ValueError(f"the push would be refused: {len(problems)} of {len(files)} files would publish private "
                          "data (marked REFUSED above); remove it from those files (or leave them out) and retry.")

@@ -78,8 +78,8 @@ def safetensors_shapes(path) -> dict[str, list[int]]:
         with safe_open(str(path), framework="pt") as weights:
             return {name: list(weights.get_slice(name).get_shape()) for name in weights.keys()}
     except Exception as error:  # SafetensorError, OSError: a truncated or foreign file
-        raise ValueError(f"{path}: not a readable safetensors file ({error}); save the model again with "
-                         "save_pretrained or remove the file.") from None
+        raise ValueError(f"{path}: not a readable safetensors file ({' '.join(str(error).split())}); save the "
+                         "model again with save_pretrained or remove the file.") from None
 
 
 # ---------------------------------------------------------------- the source prefix
