@@ -92,12 +92,13 @@ def _interactive_setup(args: argparse.Namespace):
     """Engine, corrections log and queued sources shared by `translate --interactive` and `serve`."""
     from .interactive import CompletionEngine
     from .interactive.session import CorrectionLog, model_languages, read_sources
-    from .translator import default_device
+    from .translator import parse_device
 
     decoding = _decoding_options(args)
+    device = parse_device(args.device)
     source_lang, target_lang = model_languages(args.model, args.source_lang, args.target_lang)
     sources = list(args.texts or []) + (read_sources(args.source_file, source_lang) if args.source_file else [])
-    engine = CompletionEngine.from_pretrained(args.model, device=args.device or default_device(),
+    engine = CompletionEngine.from_pretrained(args.model, device=device,
                                               trust_remote_code=getattr(args, "trust_remote_code", False),
                                               num_alternatives=args.alternatives, **decoding)
     return engine, CorrectionLog(args.corrections, source_lang, target_lang), sources
