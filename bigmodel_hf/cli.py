@@ -64,27 +64,26 @@ def _push_dry_run(args: argparse.Namespace, options: dict) -> None:
 
 
 def _decoding_options(args: argparse.Namespace) -> dict:
-    """The decoding flags, checked before any model loads (one line naming the bad one)."""
-    from .translator import check_decoding_options
+    """The decoding flags, with --batch_size and --device, checked before any model loads (one line naming
+    the bad one); returns those the translator and the engine take."""
+    from .translator import check_decoding_options, parse_device
 
     options = dict(num_beams=args.num_beams, length_penalty=args.length_penalty, max_new_tokens=args.max_new_tokens)
-    check_decoding_options(**options)
+    check_decoding_options(**options, batch_size=getattr(args, "batch_size", None))
+    parse_device(args.device)
     return options
 
 
 def _translate(args: argparse.Namespace) -> None:
     if args.interactive:
         return _translate_interactively(args)
-    from .translator import Translator, check_decoding_options, parse_device
+    from .translator import Translator
 
     options = _decoding_options(args)
-    check_decoding_options(batch_size=args.batch_size)
-    options["batch_size"] = args.batch_size
-    parse_device(args.device)
     texts = args.texts or [line.rstrip("\r\n") for line in sys.stdin]
     translator = Translator.from_pretrained(args.model, device=args.device, trust_remote_code=args.trust_remote_code,
                                             load_legacy_bin=args.load_legacy_bin)
-    for line in translator(texts, **options):
+    for line in translator(texts, batch_size=args.batch_size, **options):
         print(line)
 
 
@@ -95,10 +94,9 @@ def _interactive_setup(args: argparse.Namespace):
     from .translator import parse_device
 
     decoding = _decoding_options(args)
-    device = parse_device(args.device)
     source_lang, target_lang = model_languages(args.model, args.source_lang, args.target_lang)
     sources = list(args.texts or []) + (read_sources(args.source_file, source_lang) if args.source_file else [])
-    engine = CompletionEngine.from_pretrained(args.model, device=device,
+    engine = CompletionEngine.from_pretrained(args.model, device=parse_device(args.device),
                                               trust_remote_code=getattr(args, "trust_remote_code", False),
                                               num_alternatives=args.alternatives, **decoding)
     return engine, CorrectionLog(args.corrections, source_lang, target_lang), sources
