@@ -18,7 +18,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .data.cleaning import REPORT_NAME as CLEANING_REPORT
 from .data.jsonl import read_json_lines
-from .pretrained import HUB_ID, safetensors_shapes, weight_files
+from .pretrained import HUB_ID, read_run_config, safetensors_shapes, weight_files
 from .redaction import local_path_prefixes, redact_local_paths
 from .training.output import OutputLayout
 
@@ -85,20 +85,6 @@ def read_json_object(path: Path) -> dict:
         raise ValueError(f"{path}: holds a JSON {type(values).__name__}, expected an object (a mapping); fix or "
                          "delete it, then rebuild the card.")
     return values
-
-
-def read_run_config(path: Path) -> dict:
-    """A run_config.yaml ({} when absent); ValueError naming the file when it is not a YAML mapping."""
-    if not path.is_file():
-        return {}
-    try:
-        values = yaml.safe_load(path.read_text("utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: not valid YAML ({' '.join(str(error).split())}); fix or delete it.") from None
-    if values is not None and not isinstance(values, dict):
-        raise ValueError(f"{path}: holds a YAML {type(values).__name__}, expected a mapping of settings; fix or "
-                         "delete it.")
-    return values or {}
 
 
 def count_parameters(root: Path) -> int:

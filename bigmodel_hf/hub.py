@@ -25,8 +25,8 @@ from pathlib import Path
 import yaml
 from huggingface_hub import CommitOperationAdd, HfApi
 
-from .cards import build_model_card, read_json_object, read_run_config, shareable_run_config, write_model_card
-from .pretrained import WEIGHTS_INDEX, safetensors_shapes, weight_files
+from .cards import build_model_card, read_json_object, shareable_run_config, write_model_card
+from .pretrained import WEIGHTS_INDEX, read_run_config, safetensors_shapes, weight_files
 from .redaction import find_leaks, find_leaks_in_file, known_tokens, local_path_prefixes, redact_local_paths
 from .training.output import OutputLayout
 

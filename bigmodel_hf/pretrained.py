@@ -115,12 +115,20 @@ def source_prefix_of(config, name_or_path) -> str:
     prefix = recorded_source_prefix(config)
     if prefix is not None:
         return prefix
-    run_config = Path(str(name_or_path)) / "run_config.yaml"
-    if not run_config.is_file():
-        return ""
-    try:
-        values = yaml.safe_load(run_config.read_text("utf-8"))
-    except yaml.YAMLError as error:
-        raise ValueError(f"{run_config}: not valid YAML ({' '.join(str(error).split())}); fix or delete it.") from None
-    prefix = values.get("source_prefix") if isinstance(values, dict) else None
+    prefix = read_run_config(Path(str(name_or_path)) / "run_config.yaml").get("source_prefix")
     return prefix if isinstance(prefix, str) else ""
+
+
+def read_run_config(path) -> dict:
+    """A run's run_config.yaml ({} when absent); ValueError naming the file when it is not a YAML mapping."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        values = yaml.safe_load(path.read_text("utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid YAML ({' '.join(str(error).split())}); fix or delete it.") from None
+    if values is not None and not isinstance(values, dict):
+        raise ValueError(f"{path}: holds a YAML {type(values).__name__}, expected a mapping of settings; fix or "
+                         "delete it.")
+    return values or {}
