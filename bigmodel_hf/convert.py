@@ -14,7 +14,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 
 from .configuration_bigmodel import BigModelConfig
 from .modeling_bigmodel import BigModelForCausalLM
-from .pretrained import check_model_location, refusing_remote_code
+from .pretrained import check_model_location, one_line_load_errors
 
 # Llama parameter names -> ours (the rest, q/k/v/o_proj and gate/up/down_proj, are shared names).
 _KEY_RENAMES = [
@@ -101,7 +101,7 @@ def convert_llama_checkpoint(source: str | Path, output_dir: str | Path, dtype: 
     with `trust_remote_code`.
     """
     check_model_location(source)
-    with refusing_remote_code(source):
+    with one_line_load_errors(source):
         config = AutoConfig.from_pretrained(source, trust_remote_code=bool(trust_remote_code))
         if config.model_type != "llama":
             raise ValueError(f"{source} is a {config.model_type!r} checkpoint; only Llama-family ones convert.")

@@ -40,10 +40,17 @@ def check_model_location(name_or_path) -> None:
 
 
 @contextmanager
-def refusing_remote_code(name_or_path):
-    """Turn transformers' multi-line "contains custom code" error into one line that says what to do."""
+def one_line_load_errors(name_or_path):
+    """Turn transformers' multi-line errors while loading `name_or_path` into one line that says what to do:
+    the "contains custom code" refusal, and a Hub id that could not be fetched."""
     try:
         yield
+    except OSError as error:
+        if Path(str(name_or_path)).expanduser().exists():
+            raise
+        first = str(error).strip().split("\n")[0]
+        raise OSError(f"{name_or_path}: no such local folder, and it could not be loaded as a Hub id ({first}); "
+                      f"expected {EXPECTED}.") from None
     except ValueError as error:
         if "trust_remote_code" not in str(error):
             raise

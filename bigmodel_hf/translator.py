@@ -15,7 +15,7 @@ import math
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-from .pretrained import check_model_location, refusing_remote_code, source_prefix_of
+from .pretrained import check_model_location, one_line_load_errors, source_prefix_of
 from .training.generation import translate_texts
 
 
@@ -71,7 +71,7 @@ class Translator:
         """
         check_model_location(name_or_path)
         device = parse_device(device)
-        with refusing_remote_code(name_or_path):
+        with one_line_load_errors(name_or_path):
             model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path, dtype=dtype,
                                                           trust_remote_code=bool(trust_remote_code),
                                                           use_safetensors=None if load_legacy_bin else True)

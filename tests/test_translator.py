@@ -117,6 +117,17 @@ def test_a_model_that_is_a_file_or_missing_says_what_was_expected(checkpoint, tm
     assert "or a Hub id (user/name)" in text
 
 
+def test_a_hub_id_that_cannot_be_loaded_says_so_in_one_line(monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # tests never reach the network
+    with pytest.raises(SystemExit) as stopped:
+        cli_main(["translate", "--model", "outputs/no-such-run", "--device", "cpu", "a cat"])
+    text = str(stopped.value.code)
+    assert text.startswith("bigmodel-hf translate: outputs/no-such-run: no such local folder, and it could not be "
+                           "loaded as a Hub id (") and "\n" not in text and text.endswith("or a Hub id (user/name).")
+
+
 @pytest.fixture(scope="module")
 def prefixed(checkpoint, tmp_path_factory):
     """The same model saved with the source prefix recorded in its config (as the recipe does)."""

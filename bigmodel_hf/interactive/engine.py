@@ -21,7 +21,7 @@ import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, LogitsProcessorList
 from transformers.modeling_outputs import BaseModelOutput
 
-from ..pretrained import check_model_location, refusing_remote_code, source_prefix_of
+from ..pretrained import check_model_location, one_line_load_errors, source_prefix_of
 from .constraint import SpellingIndex, SpellPrefix, plan_prefix
 from .surfaces import token_surfaces
 
@@ -79,7 +79,7 @@ class CompletionEngine:
         here too, as `Translator` does.
         """
         check_model_location(name_or_path)
-        with refusing_remote_code(name_or_path):
+        with one_line_load_errors(name_or_path):
             model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path, use_safetensors=True,
                                                           trust_remote_code=bool(trust_remote_code)).to(device)
             tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=bool(trust_remote_code))
