@@ -97,7 +97,7 @@ def _interactive_setup(args: argparse.Namespace):
     source_lang, target_lang = model_languages(args.model, args.source_lang, args.target_lang)
     sources = list(args.texts or []) + (read_sources(args.source_file, source_lang) if args.source_file else [])
     engine = CompletionEngine.from_pretrained(args.model, device=parse_device(args.device),
-                                              trust_remote_code=getattr(args, "trust_remote_code", False),
+                                              trust_remote_code=args.trust_remote_code,
                                               num_alternatives=args.alternatives, **decoding)
     return engine, CorrectionLog(args.corrections, source_lang, target_lang), sources
 
@@ -134,11 +134,12 @@ def _add_interactive_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, default=0.5, help="words below this probability are marked")
 
 
-def _add_model_loading_options(parser: argparse.ArgumentParser) -> None:
+def _add_model_loading_options(parser: argparse.ArgumentParser, legacy_bin: bool = True) -> None:
     parser.add_argument("--trust_remote_code", action="store_true",
                         help="run Python code shipped with the model (default: refuse; never asked on stdin)")
-    parser.add_argument("--load_legacy_bin", action="store_true",
-                        help="accept pickled pytorch_model.bin weights (default: safetensors only)")
+    if legacy_bin:
+        parser.add_argument("--load_legacy_bin", action="store_true",
+                            help="accept pickled pytorch_model.bin weights (default: safetensors only)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--length_penalty", type=float, help="beam length penalty (default: generation_config)")
     serve.add_argument("--max_new_tokens", type=int, help="longest output in tokens (default: generation_config)")
     serve.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
+    _add_model_loading_options(serve, legacy_bin=False)  # the engine reads safetensors only
     _add_interactive_options(serve)
     serve.set_defaults(run=_serve)
     return parser
