@@ -82,3 +82,13 @@ def test_a_payload_folder_runs_no_code_even_with_y_on_stdin(payload, tmp_path, c
     assert "--trust_remote_code" in lines[0] and "Traceback" not in done.stderr
     assert "[y/N]" not in done.stdout + done.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "c.jsonl").exists()
+
+
+def test_the_flag_is_what_lets_the_code_run(payload, tmp_path):
+    """The refusal is the default, not a dead end: with --trust_remote_code transformers imports the module."""
+    folder, marker = payload
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    subprocess.run([sys.executable, "-m", "bigmodel_hf.cli", "translate", "--model", str(folder), "--device", "cpu",
+                    "--trust_remote_code", "a cat"], capture_output=True, text=True, timeout=240, env=env,
+                   cwd=tmp_path, stdin=subprocess.DEVNULL)
+    assert marker.read_text() == "ran"
