@@ -10,15 +10,15 @@ what `read_run` finds in the folder (the layout of `bigmodel_hf.training.output`
 """
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
-from safetensors import safe_open
 
 from .data.cleaning import REPORT_NAME as CLEANING_REPORT
+from .data.jsonl import read_json_lines
+from .pretrained import HUB_ID, read_run_config, safetensors_shapes, weight_files
 from .redaction import local_path_prefixes, redact_local_paths
 from .training.output import OutputLayout
 
@@ -32,7 +32,6 @@ GENERATED_DATASETS = {  # corpora the project makes on the spot (not Hub dataset
 RECIPES = {"translation": "recipes/translate.py", "text-generation": "recipes/generate_text.py"}
 LANGUAGE_NAMES = {"en": "English", "es": "Spanish", "fr": "French", "de": "German", "it": "Italian", "pt": "Portuguese"}
 DATA_SUFFIXES = (".json", ".jsonl", ".tsv", ".csv", ".txt", ".parquet", ".arrow")
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
 # Notes a reader needs about the corpora the project ships or uses (matched in the dataset name).
 CORPUS_NOTES = {
@@ -74,21 +73,32 @@ class RunRecord:
         return "translation" if self.config.get("is_encoder_decoder", True) else "text-generation"
 
 
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text("utf-8")) if path.is_file() else {}
+def read_json_object(path: Path) -> dict:
+    """A JSON object file of the run ({} when absent); ValueError naming the file when it is not one."""
+    if not path.is_file():
+        return {}
+    try:
+        values = json.loads(path.read_text("utf-8"))
+    except ValueError as error:  # invalid JSON or UTF-8
+        raise ValueError(f"{path}: not valid JSON ({error}); fix or delete it, then rebuild the card.") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: holds a JSON {type(values).__name__}, expected an object (a mapping); fix or "
+                         "delete it, then rebuild the card.")
+    return values
 
 
 def count_parameters(root: Path) -> int:
-    """Parameters stored in the safetensors weights (tied weights are stored, and counted, once)."""
+    """Parameters stored in the model's safetensors weights (tied weights are stored, and counted, once).
+
+    Only the files the model consists of count (`pretrained.weight_files`), not any `*.safetensors` lying
+    in the folder."""
     total = 0
-    for path in sorted(root.glob("*.safetensors")):
-        with safe_open(path, framework="pt") as weights:
-            for name in weights.keys():
-                shape = weights.get_slice(name).get_shape()
-                count = 1
-                for size in shape:
-                    count *= size
-                total += count
+    for path in weight_files(root):
+        for shape in safetensors_shapes(path).values():
+            count = 1
+            for size in shape:
+                count *= size
+            total += count
     return total
 
 
@@ -98,21 +108,18 @@ def read_run(output_dir: str | Path) -> RunRecord:
     root = layout.root
     if not (root / "config.json").is_file():
         raise FileNotFoundError(f"{root} has no config.json: not the output directory of a finished run.")
-    run_config = yaml.safe_load(layout.run_config.read_text("utf-8")) if layout.run_config.is_file() else {}
-    samples = []
-    if layout.samples.is_file():
-        samples = [json.loads(line) for line in layout.samples.read_text("utf-8").splitlines() if line.strip()]
-    tokenizer = _read_json(root / "tokenizer.json")
+    samples = read_json_lines(layout.samples) if layout.samples.is_file() else []
+    tokenizer = read_json_object(root / "tokenizer.json")
     return RunRecord(
         root=root,
-        config=_read_json(root / "config.json"),
-        run_config=run_config or {},
-        eval_results=layout.read_eval_results(),
-        run_info=_read_json(layout.run_info),
-        cleaning=_read_json(root / CLEANING_REPORT),
+        config=read_json_object(root / "config.json"),
+        run_config=read_run_config(layout.run_config),
+        eval_results=read_json_object(layout.eval_results),
+        run_info=read_json_object(layout.run_info),
+        cleaning=read_json_object(root / CLEANING_REPORT),
         tokenizer={"type": (tokenizer.get("model") or {}).get("type"),
                    "byte_level": "ByteLevel" in json.dumps(tokenizer.get("pre_tokenizer"))} if tokenizer else {},
-        samples=samples,
+        samples=[sample for sample in samples if isinstance(sample, dict)],
         num_parameters=count_parameters(root),
         has_plot=layout.training_curves.is_file(),
     )
@@ -377,8 +384,11 @@ def describe_limitations(run: RunRecord, language_description: str) -> list[str]
 
 
 def example_inputs(run: RunRecord) -> list[str]:
-    """Two inputs the model saw logged as samples (so the snippet shows its domain), or a generic one."""
-    texts = list(dict.fromkeys(sample["input"] for sample in run.samples if sample.get("input")))[:2]
+    """Two inputs the model saw logged as samples (so the snippet shows its domain), or a generic one;
+    without the source prefix the logged inputs carry (the snippet puts it back)."""
+    prefix = run.run_config.get("source_prefix") or ""
+    texts = [sample["input"] for sample in run.samples if isinstance(sample.get("input"), str) and sample["input"]]
+    texts = list(dict.fromkeys(text.removeprefix(prefix) if prefix else text for text in texts))[:2]
     return texts or (["The cat sees a red house."] if run.task == "translation" else ["Once upon a time"])
 
 
@@ -413,8 +423,8 @@ def build_model_card(output_dir: str | Path, repo_id: str | None = None, license
     model_name = repo_id.split("/")[-1] if repo_id else run.root.resolve().name
     languages = language_description(run)
     src, tgt = (LANGUAGE_NAMES.get(code, code) for code in map(run.run_config.get, ("source_lang", "target_lang")))
-    prefix = run.run_config.get("source_prefix") or ""
     resolved = shareable_run_config(run.run_config, run.root)
+    prefix = resolved.get("source_prefix")  # redacted as in the published run_config.yaml
     return ModelCard.from_template(
         card_data=card_metadata(run, model_name, license, base_model, language),
         template_path=str(TEMPLATES / ("translation.md" if run.task == "translation" else "text_generation.md")),
@@ -435,7 +445,8 @@ def build_model_card(output_dir: str | Path, repo_id: str | None = None, license
         hardware=describe_hardware(run.run_info),
         results=describe_results(run),
         plot=OutputLayout(run.root).training_curves.name if run.has_plot else None,
-        example_inputs=json.dumps([prefix + text for text in example_inputs(run)], ensure_ascii=False),
+        example_inputs=json.dumps(example_inputs(run), ensure_ascii=False),
+        source_prefix=json.dumps(prefix, ensure_ascii=False) if isinstance(prefix, str) and prefix else None,
         recipe=RECIPES[run.task],
         limitations=describe_limitations(run, languages),
         run_config_yaml=yaml.safe_dump(resolved, sort_keys=True, allow_unicode=True).strip()

@@ -17,7 +17,8 @@ def _convert_llama(args: argparse.Namespace) -> None:
 
     from .convert import convert_llama_checkpoint
 
-    out = convert_llama_checkpoint(args.source, args.output_dir, getattr(torch, args.dtype))
+    out = convert_llama_checkpoint(args.source, args.output_dir, getattr(torch, args.dtype),
+                                   trust_remote_code=args.trust_remote_code, load_legacy_bin=args.load_legacy_bin)
     print(f"Converted {args.source} -> {out}")
 
 
@@ -35,15 +36,42 @@ def _push(args: argparse.Namespace) -> None:
     options = dict(include_logs=args.include_logs, include_checkpoints=args.include_checkpoints,
                    include_optimizer_states=args.include_optimizer_states)
     if args.dry_run:
-        files = [file.path_in_repo for file in plan_upload(args.output_dir, **options)]
-        if not args.keep_card or "README.md" not in files:
-            files = ["README.md (the model card, rebuilt when pushing)"] + [f for f in files if f != "README.md"]
-        print("\n".join(files))
-        return
+        return _push_dry_run(args, options)
     url = push_output_dir(args.output_dir, args.hub_model_id, private=args.private or None, revision=args.revision,
                           rebuild_card=not args.keep_card, license=args.license, base_model=args.base_model,
                           language=args.language, **options)
     print(f"Pushed {args.output_dir} to {url}")
+
+
+def _push_dry_run(args: argparse.Namespace, options: dict) -> None:
+    """List what the push would send, with the card it would rebuild (built in memory, nothing written),
+    and run the same refusal checks as the push; a file the push would refuse is marked and fails the run."""
+    from .hub import plan_upload, upload_problems, with_rebuilt_card
+
+    files = plan_upload(args.output_dir, **options)
+    if not args.keep_card or not any(file.path_in_repo == "README.md" for file in files):
+        files = with_rebuilt_card(files, args.output_dir, repo_id=args.hub_model_id, license=args.license,
+                                  base_model=args.base_model, language=args.language)
+    problems = upload_problems(files, args.output_dir)
+    for file in files:
+        rebuilt = " (the model card, rebuilt when pushing)" if isinstance(file.source, bytes) and \
+            file.path_in_repo == "README.md" else ""
+        print(file.path_in_repo + rebuilt
+              + "".join(f"  REFUSED: {problem}" for problem in problems.get(file.path_in_repo, [])))
+    if problems:
+        raise ValueError(f"the push would be refused: {len(problems)} of {len(files)} files would publish private "
+                         "data (marked REFUSED above); remove it from those files (or leave them out) and retry.")
+
+
+def _decoding_options(args: argparse.Namespace) -> dict:
+    """The decoding flags, with --batch_size and --device, checked before any model loads (one line naming
+    the bad one); returns those the translator and the engine take."""
+    from .translator import check_decoding_options, parse_device
+
+    options = dict(num_beams=args.num_beams, length_penalty=args.length_penalty, max_new_tokens=args.max_new_tokens)
+    check_decoding_options(**options, batch_size=getattr(args, "batch_size", None))
+    parse_device(args.device)
+    return options
 
 
 def _translate(args: argparse.Namespace) -> None:
@@ -51,11 +79,11 @@ def _translate(args: argparse.Namespace) -> None:
         return _translate_interactively(args)
     from .translator import Translator
 
-    texts = args.texts or [line.rstrip("\n") for line in sys.stdin]
+    options = _decoding_options(args)
+    texts = args.texts or [line.rstrip("\r\n") for line in sys.stdin]
     translator = Translator.from_pretrained(args.model, device=args.device, trust_remote_code=args.trust_remote_code,
                                             load_legacy_bin=args.load_legacy_bin)
-    for line in translator(texts, num_beams=args.num_beams, length_penalty=args.length_penalty,
-                           max_new_tokens=args.max_new_tokens, batch_size=args.batch_size):
+    for line in translator(texts, batch_size=args.batch_size, **options):
         print(line)
 
 
@@ -65,9 +93,10 @@ def _interactive_setup(args: argparse.Namespace):
 
     from .interactive import CompletionEngine
     from .interactive.session import CorrectionLog, clean_source, model_languages, read_sources
-    from .translator import default_device
+    from .translator import parse_device
 
     # everything that can be wrong with the inputs is found before the model loads, one line each
+    decoding = _decoding_options(args)
     if not (math.isfinite(args.threshold) and 0 <= args.threshold <= 1):
         raise ValueError(f"--threshold must be a probability between 0 and 1, not {args.threshold}")
     if args.alternatives < 1:
@@ -78,9 +107,9 @@ def _interactive_setup(args: argparse.Namespace):
     if not all(sources):
         raise ValueError(f"argument {sources.index('') + 1} is blank; give a sentence to translate")
     sources += read_sources(args.source_file, source_lang) if args.source_file else []
-    engine = CompletionEngine.from_pretrained(args.model, device=args.device or default_device(),
-                                              num_beams=args.num_beams, num_alternatives=args.alternatives,
-                                              max_new_tokens=args.max_new_tokens, length_penalty=args.length_penalty)
+    engine = CompletionEngine.from_pretrained(args.model, device=parse_device(args.device),
+                                              trust_remote_code=args.trust_remote_code,
+                                              num_alternatives=args.alternatives, **decoding)
     return engine, log, sources
 
 
@@ -119,6 +148,14 @@ def _add_interactive_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, default=0.5, help="words below this probability are marked")
 
 
+def _add_model_loading_options(parser: argparse.ArgumentParser, legacy_bin: bool = True) -> None:
+    parser.add_argument("--trust_remote_code", action="store_true",
+                        help="run Python code shipped with the model (default: refuse; never asked on stdin)")
+    if legacy_bin:
+        parser.add_argument("--load_legacy_bin", action="store_true",
+                            help="accept pickled pytorch_model.bin weights (default: safetensors only)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bigmodel-hf", description="BigModel tools for the Hugging Face stack.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -126,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("source", help="Llama-family checkpoint folder or Hub id")
     convert.add_argument("output_dir")
     convert.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    _add_model_loading_options(convert)
     convert.set_defaults(run=_convert_llama)
 
     card_options = argparse.ArgumentParser(add_help=False)
@@ -162,9 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("--max_new_tokens", type=int, help="longest output in tokens (default: generation_config)")
     translate.add_argument("--batch_size", type=int, default=32)
     translate.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
-    translate.add_argument("--trust_remote_code", action="store_true", help="allow code shipped with the model")
-    translate.add_argument("--load_legacy_bin", action="store_true",
-                           help="accept pickled pytorch_model.bin weights (default: safetensors only)")
+    _add_model_loading_options(translate)
     translate.add_argument("--interactive", action="store_true",
                            help="human in the loop: accept words, type corrections, approve (see /help inside); "
                                 "sentences from the arguments, --source_file, or typed at a prompt")
@@ -180,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--length_penalty", type=float, help="beam length penalty (default: generation_config)")
     serve.add_argument("--max_new_tokens", type=int, help="longest output in tokens (default: generation_config)")
     serve.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
+    _add_model_loading_options(serve, legacy_bin=False)  # the engine reads safetensors only
     _add_interactive_options(serve)
     serve.set_defaults(run=_serve)
     return parser

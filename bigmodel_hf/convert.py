@@ -10,10 +10,11 @@ import re
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from .configuration_bigmodel import BigModelConfig
 from .modeling_bigmodel import BigModelForCausalLM
+from .pretrained import check_model_location, one_line_load_errors
 
 # Llama parameter names -> ours (the rest, q/k/v/o_proj and gate/up/down_proj, are shared names).
 _KEY_RENAMES = [
@@ -91,13 +92,31 @@ def convert_llama_model(llama: PreTrainedModel) -> BigModelForCausalLM:
     return model.eval()
 
 
-def convert_llama_checkpoint(source: str | Path, output_dir: str | Path, dtype: torch.dtype = torch.float32) -> Path:
-    """Load a Llama-family checkpoint folder (or Hub id), convert it, save model + tokenizer to `output_dir`."""
-    llama = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
-    if llama.config.model_type != "llama":
-        raise ValueError(f"{source} is a {llama.config.model_type!r} checkpoint; only Llama-family ones convert.")
+def convert_llama_checkpoint(source: str | Path, output_dir: str | Path, dtype: torch.dtype = torch.float32,
+                             trust_remote_code: bool = False, load_legacy_bin: bool = False) -> Path:
+    """Load a Llama-family checkpoint folder (or Hub id), convert it, save model + tokenizer to `output_dir`.
+
+    The config is checked to be a Llama one before any weights load; weights come from safetensors only
+    unless `load_legacy_bin` (a pickled `pytorch_model.bin`); code shipped with the checkpoint runs only
+    with `trust_remote_code`.
+    """
+    check_model_location(source)
+    with one_line_load_errors(source):
+        config = AutoConfig.from_pretrained(source, trust_remote_code=bool(trust_remote_code))
+        if config.model_type != "llama":
+            raise ValueError(f"{source} is a {config.model_type!r} checkpoint; only Llama-family ones convert.")
+        try:
+            llama = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, trust_remote_code=bool(trust_remote_code),
+                                                         use_safetensors=None if load_legacy_bin else True)
+        except OSError as error:
+            if load_legacy_bin:
+                raise
+            raise OSError(f"{source} has no safetensors weights ({' '.join(str(error).split())[:200]}); pickled "
+                          "pytorch_model.bin weights load only with --load_legacy_bin (they can run code: use "
+                          "it only for a checkpoint you trust).") from None
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=bool(trust_remote_code))
     model = convert_llama_model(llama)
     output_dir = Path(output_dir)
     model.save_pretrained(output_dir)
-    AutoTokenizer.from_pretrained(source).save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
     return output_dir

@@ -25,7 +25,8 @@ from pathlib import Path
 import yaml
 from huggingface_hub import CommitOperationAdd, HfApi
 
-from .cards import shareable_run_config, write_model_card
+from .cards import build_model_card, read_json_object, shareable_run_config, write_model_card
+from .pretrained import WEIGHTS_INDEX, read_run_config, safetensors_shapes, weight_files
 from .redaction import find_leaks, find_leaks_in_file, known_tokens, local_path_prefixes, redact_local_paths
 from .training.output import OutputLayout
 
@@ -34,7 +35,7 @@ TOKENIZER_FILES = (
     "vocab.txt", "merges.txt", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "chat_template.jinja",
     "chat_template.json",
 )
-MODEL_FILES = ("config.json", "generation_config.json", "*.safetensors", "model.safetensors.index.json")
+MODEL_FILES = ("config.json", "generation_config.json", WEIGHTS_INDEX)  # + the weight files (pretrained.weight_files)
 OPTIMIZER_STATE_FILES = ("optimizer.*", "scheduler.*", "scaler.*", "rng_state*.pth")
 # Names of files that hold secrets; one among the files to push (e.g. under runs/) refuses the push.
 SECRET_FILES = (".env", ".env.*", "*.env", ".netrc", ".git-credentials", ".pypirc", "*.pem", "*.key", "id_rsa*",
@@ -62,7 +63,7 @@ def _matches(name: str, patterns) -> bool:
 
 def code_files(folder: Path) -> list[str]:
     """The `.py` files that `config.json`'s `auto_map` points to (`modeling_bigmodel.BigModel...`)."""
-    config = json.loads((folder / "config.json").read_text("utf-8"))
+    config = read_json_object(folder / "config.json")
     modules = {ref.split("--")[-1].rsplit(".", 1)[0] for ref in (config.get("auto_map") or {}).values()
                if isinstance(ref, str)}
     missing = sorted(m for m in modules if not (folder / f"{m}.py").is_file())
@@ -78,9 +79,15 @@ def code_files(folder: Path) -> list[str]:
 def model_files(folder: Path, prefix: str = "") -> list[UploadFile]:
     """Weights, configs, code and tokenizer of a saved model folder (the output dir or a checkpoint)."""
     names = sorted(p.name for p in folder.iterdir() if p.is_file())
-    if "config.json" not in names or not any(n.endswith(".safetensors") for n in names):
+    weights = weight_files(folder)
+    if "config.json" not in names or not weights:
         raise FileNotFoundError(f"{folder} has no config.json and safetensors weights: not a saved model.")
-    chosen = [n for n in names if _matches(n, MODEL_FILES) or n in TOKENIZER_FILES] + code_files(folder)
+    for path in weights:  # a missing shard or a truncated file: one line naming it, before anything is sent
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: listed in {WEIGHTS_INDEX} but missing; save the model again.")
+        safetensors_shapes(path)
+    chosen = ([n for n in names if _matches(n, MODEL_FILES) or n in TOKENIZER_FILES] + [p.name for p in weights]
+              + code_files(folder))
     return [UploadFile(prefix + name, folder / name) for name in sorted(set(chosen))]
 
 
@@ -121,7 +128,7 @@ def plan_upload(
         if path.is_file():
             files.append(UploadFile(path.name, path))
     if layout.run_config.is_file():
-        values = shareable_run_config(yaml.safe_load(layout.run_config.read_text("utf-8")) or {}, root)
+        values = shareable_run_config(read_run_config(layout.run_config), root)
         header = "# Resolved run configuration; local paths reduced to their last component, push settings dropped.\n"
         files.append(UploadFile(layout.run_config.name,
                                 (header + yaml.safe_dump(values, sort_keys=True, allow_unicode=True)).encode()))
@@ -134,27 +141,44 @@ def plan_upload(
     return files
 
 
-def check_upload(files: list[UploadFile], output_dir: str | Path, token: str | None = None) -> None:
-    """Raise `UnsafeUploadError` if any file holds a Hugging Face token or an absolute path of this machine, is
-    named like a secrets file (`.env`, keys, credentials), or is a link to a file outside `output_dir`."""
+def upload_problems(files: list[UploadFile], output_dir: str | Path, token: str | None = None) -> dict[str, list[str]]:
+    """Path in repo -> why the push refuses that file: it holds a Hugging Face token or an absolute path of
+    this machine (in its content or its name), is named like a secrets file (`.env`, keys, credentials), or
+    is a link to a file outside `output_dir`. Empty when every file may go."""
     tokens, prefixes = known_tokens(token), local_path_prefixes(output_dir)
     root = Path(output_dir).resolve()
-    problems = []
+    problems: dict[str, list[str]] = {}
     for file in files:
+        found = []
         if _matches(Path(file.path_in_repo).name.lower(), SECRET_FILES):
-            problems.append(f"{file.path_in_repo}: a secrets file, by its name (.env, keys, credentials)")
+            found.append("a secrets file, by its name (.env, keys, credentials)")
+        found += [f"{leak} in its name" for leak in find_leaks(file.path_in_repo.encode(), tokens, prefixes)]
         if isinstance(file.source, bytes):
-            leaks = find_leaks(file.source, tokens, prefixes)
+            found += find_leaks(file.source, tokens, prefixes)
         elif not file.source.resolve().is_relative_to(root):
-            leaks = [f"a link to {file.source.resolve()}, outside the output directory"]
+            found.append(f"a link to {file.source.resolve()}, outside the output directory")
         else:
-            leaks = find_leaks_in_file(file.source, tokens, prefixes)
-        problems += [f"{file.path_in_repo}: {leak}" for leak in leaks]
+            found += find_leaks_in_file(file.source, tokens, prefixes)
+        if found:
+            problems[file.path_in_repo] = found
+    return problems
+
+
+def check_upload(files: list[UploadFile], output_dir: str | Path, token: str | None = None) -> None:
+    """Raise `UnsafeUploadError` naming each file `upload_problems` finds."""
+    problems = [f"{path}: {problem}" for path, found in upload_problems(files, output_dir, token).items()
+                for problem in found]
     if problems:
         hint = ("\nTensorBoard logs record the output_dir as it was given: runs launched with a relative "
                 "--output_dir have no local path in them." if any(p.startswith("runs/") for p in problems) else "")
         raise UnsafeUploadError("Refusing to push; these files would publish private data:\n  " + "\n  ".join(problems)
                                 + "\nRemove it from those files (or leave them out) and retry." + hint)
+
+
+def with_rebuilt_card(files: list[UploadFile], output_dir: str | Path, **card_options) -> list[UploadFile]:
+    """`files` with README.md replaced by the card a push would write (built in memory; nothing written)."""
+    card = str(build_model_card(output_dir, **card_options)).encode()
+    return [UploadFile("README.md", card)] + [file for file in files if file.path_in_repo != "README.md"]
 
 
 def push_output_dir(

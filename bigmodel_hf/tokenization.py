@@ -135,9 +135,10 @@ def train_lm_tokenizer(
     return _wrap(tokenizer, model_max_length, save_dir)
 
 
-def load_pretrained_tokenizer(name_or_path: str | Path, **kwargs) -> PreTrainedTokenizerBase:
-    """The tokenizer of a pretrained checkpoint (local folder or Hub id), via `AutoTokenizer`."""
-    return AutoTokenizer.from_pretrained(str(name_or_path), **kwargs)
+def load_pretrained_tokenizer(name_or_path: str | Path, trust_remote_code: bool = False, **kwargs) -> PreTrainedTokenizerBase:
+    """The tokenizer of a pretrained checkpoint (local folder or Hub id), via `AutoTokenizer`; code shipped
+    with it runs only with `trust_remote_code=True` (never asked on stdin)."""
+    return AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=bool(trust_remote_code), **kwargs)
 
 
 def check_tokenizer_matches_model(tokenizer: PreTrainedTokenizerBase, config) -> None:

@@ -5,12 +5,17 @@
     translator("The cat sees a dog.", num_beams=1)      # a str in, a str out
 
 Decoding defaults come from the checkpoint's `generation_config.json` (the recipe saves the beam size,
-length penalty and max length of its final evaluation there); every call may override them.
+length penalty and max length of its final evaluation there); every call may override them. The run's
+source prefix (config.json's `task_specific_params`, or run_config.yaml) goes before every input, as in
+training and in the interactive engine. A blank input line translates to an empty line.
 """
+
+import math
 
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
+from .pretrained import check_model_location, one_line_load_errors, source_prefix_of
 from .training.generation import translate_texts
 
 
@@ -22,11 +27,38 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
+def parse_device(device: str | torch.device | None) -> torch.device:
+    """`device` as a torch.device (the best available when None); ValueError for a name torch does not know
+    or a device this machine lacks."""
+    if device is None:
+        return default_device()
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--device {device!r} is not a device name; use cpu, cuda, cuda:1 or mps.") from None
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(parsed.type, True):
+        raise ValueError(f"--device {device!r}: this machine has no {parsed.type} device; use cpu or leave "
+                         "--device unset.")
+    return parsed
+
+
+def check_decoding_options(num_beams=None, length_penalty=None, max_new_tokens=None, batch_size=None) -> None:
+    """ValueError (one line, naming the option) for a decoding option generate would reject or ignore.
+    None means "the model's default"."""
+    for name, value in (("num_beams", num_beams), ("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"--{name} must be a positive whole number, got {value!r}.")
+    if length_penalty is not None and (not isinstance(length_penalty, (int, float)) or not math.isfinite(length_penalty)):
+        raise ValueError(f"--length_penalty must be a finite number, got {length_penalty!r}.")
+
+
 class Translator:
-    def __init__(self, model, tokenizer, device: str | torch.device | None = None):
-        self.device = torch.device(device) if device is not None else default_device()
+    def __init__(self, model, tokenizer, device: str | torch.device | None = None, source_prefix: str = ""):
+        self.device = parse_device(device)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
+        self.source_prefix = source_prefix or ""
 
     @classmethod
     def from_pretrained(cls, name_or_path, device=None, dtype=None, trust_remote_code: bool = False,
@@ -35,11 +67,16 @@ class Translator:
         `bigmodel_hf` is imported; other checkpoints as `AutoModelForSeq2SeqLM` loads them).
 
         Weights come from safetensors only; `load_legacy_bin=True` also accepts a pickled `pytorch_model.bin`.
+        Code shipped with the model runs only with `trust_remote_code=True`.
         """
-        model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path, dtype=dtype, trust_remote_code=trust_remote_code,
-                                                      use_safetensors=None if load_legacy_bin else True)
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
-        return cls(model, tokenizer, device)
+        check_model_location(name_or_path)
+        device = parse_device(device)
+        with one_line_load_errors(name_or_path):
+            model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path, dtype=dtype,
+                                                          trust_remote_code=bool(trust_remote_code),
+                                                          use_safetensors=None if load_legacy_bin else True)
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=bool(trust_remote_code))
+        return cls(model, tokenizer, device, source_prefix=source_prefix_of(model.config, name_or_path))
 
     def __call__(
         self,
@@ -49,13 +86,21 @@ class Translator:
         max_new_tokens: int | None = None,
         batch_size: int = 32,
     ) -> str | list[str]:
+        check_decoding_options(num_beams, length_penalty, max_new_tokens, batch_size)
         single = isinstance(texts, str)
+        texts = [texts] if single else list(texts)
         defaults = self.model.generation_config
-        outputs = translate_texts(
-            self.model, self.tokenizer, [texts] if single else list(texts),
+        # a blank line is no sentence: the model would invent one, so it stays blank (and keeps its place)
+        wanted = [i for i, text in enumerate(texts) if text.strip()]
+        translated = translate_texts(
+            self.model, self.tokenizer, [texts[i] for i in wanted],
             num_beams=num_beams or defaults.num_beams or 1,
             length_penalty=length_penalty if length_penalty is not None else (defaults.length_penalty or 1.0),
             max_new_tokens=max_new_tokens or max((defaults.max_length or 129) - 1, 1),  # max_length counts the start token
             batch_size=batch_size,
-        )
+            source_prefix=self.source_prefix,
+        ) if wanted else []
+        outputs = [""] * len(texts)
+        for i, text in zip(wanted, translated):
+            outputs[i] = text
         return outputs[0] if single else outputs

@@ -184,3 +184,59 @@ def test_fine_tuned_stock_transformers_model_needs_no_remote_code(tmp_path):
     assert 'AutoModelForSeq2SeqLM.from_pretrained("alice/opus-ft")' in card.text
     assert "trust_remote_code" not in card.text.split("## Limitations")[0]
     assert not any(f.path_in_repo.endswith(".py") for f in plan_upload(root))
+
+
+@pytest.mark.parametrize("prefix, shown", [
+    ("translate English to Spanish: ", "translate English to Spanish: "),
+    ("/home/alice/corpora/prefix.txt", "prefix.txt"),
+    ("C:\\Users\\alice\\corpora\\prefix.txt", "prefix.txt"),
+    ("/mnt/c/Users/alice/prefix/", "prefix"),
+    ("see {root}/x: ", "see <local>/x: "),
+])
+def test_the_usage_snippet_shows_the_source_prefix_redacted_like_run_config_yaml(tmp_path, hub_free, prefix, shown):
+    root, _ = make_output_dir(tmp_path / "run", source_prefix=prefix.format(root=tmp_path / "run"))
+    (root / "samples.jsonl").write_text(json.dumps({"step": 2, "input": prefix.format(root=root) + "a red house"}) + "\n")
+    text = build_model_card(root, repo_id="someone/x").text
+    snippet = text.split("## How to use")[1].split("```python")[1].split("```")[0]
+    assert f"prefix = {json.dumps(shown)}" in snippet
+    assert 'tokenizer([prefix + text for text in ["a red house"]]' in snippet  # the logged input, prefix once
+    assert "alice" not in text and str(root) not in text
+    published = yaml.safe_load(text.split("```yaml")[1].split("```")[0])
+    assert published["source_prefix"] == shown  # the same redaction as the published run_config.yaml
+    assert find_leaks(text.encode(), known_tokens(), local_path_prefixes(root)) == []
+
+
+@pytest.fixture
+def hub_free(monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+
+
+def test_a_card_without_a_prefix_shows_the_plain_snippet(translation_run):
+    snippet = build_model_card(translation_run).text.split("## How to use")[1]
+    assert "prefix" not in snippet.split("```bash")[0]
+
+
+def test_samples_are_read_as_json_lines_split_at_newlines_only(tmp_path):
+    """With --no_clean_data, a U+2028 inside a validation sentence crashed the card (`splitlines()`)."""
+    root, _ = make_output_dir(tmp_path / "run")
+    sentence = "the cat\u2028sees\x85the dog\u2029"
+    (root / "samples.jsonl").write_text("".join(json.dumps({"step": s, "input": sentence}, ensure_ascii=False) + "\n"
+                                                for s in (1, 2)), "utf-8")
+    assert "\u2028" in (root / "samples.jsonl").read_text("utf-8")  # written raw, as ensure_ascii=False does
+    assert read_run(root).samples[0]["input"] == sentence
+    assert json.dumps([sentence], ensure_ascii=False) in build_model_card(root).text
+    cli_main(["card", str(root)])
+    (root / "samples.jsonl").write_text('{"step": 1}\n{"step": \n', "utf-8")
+    with pytest.raises(SystemExit, match=r"samples.jsonl: line 2, column \d+: not valid JSON"):
+        cli_main(["card", str(root)])
+
+
+def test_no_json_lines_file_in_the_package_is_read_with_splitlines():
+    """One reader for JSON Lines (`data.jsonl.read_json_lines`); `splitlines()` cuts records at U+2028."""
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "bigmodel_hf"
+    offenders = [f"{path.name}:{number}" for path in package.rglob("*.py")
+                 for number, line in enumerate(path.read_text("utf-8").split("\n"), 1)
+                 if "splitlines()" in line and "read_text" in line]
+    assert offenders == []

@@ -6,6 +6,7 @@ with `trust_remote_code=True` under `HF_HUB_OFFLINE=1`. A live push runs only wh
 """
 
 import os
+import shutil
 import re
 import subprocess
 import sys
@@ -236,3 +237,73 @@ def test_live_push_and_load_from_the_hub(tmp_path):
                                        model.generate(ids, max_new_tokens=5, do_sample=False), rtol=0, atol=0)
     finally:
         api.delete_repo(repo_id, missing_ok=True)
+
+
+def tree_digest(root) -> dict:
+    return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+def test_the_dry_run_runs_the_push_checks_and_marks_what_would_be_refused(tmp_path, hub, capsys):
+    root, _ = make_output_dir(tmp_path / "run")
+    (root / "runs" / "Jan01_host" / "passwd").symlink_to("/etc/passwd")
+    (root / "eval_results.json").write_text('{"note": "hf_' + "Z9" * 17 + '"}')
+    before = tree_digest(root)
+    with pytest.raises(SystemExit) as stopped:
+        cli_main(["push", str(root), "--hub_model_id", "alice/x", "--dry_run", "--include_logs"])
+    listed = capsys.readouterr().out.splitlines()
+    refused = {line.split("  REFUSED: ")[0]: line.split("  REFUSED: ")[1:] for line in listed if "REFUSED" in line}
+    assert refused == {"runs/Jan01_host/passwd": ["a link to /etc/passwd, outside the output directory"],
+                       "eval_results.json": ["a Hugging Face access token"]}
+    assert str(stopped.value.code).startswith("bigmodel-hf push: the push would be refused: 2 of ")
+    assert "\n" not in str(stopped.value.code)
+    assert hub.repos == [] and hub.commits == [] and tree_digest(root) == before  # the card was not rewritten
+    with pytest.raises(UnsafeUploadError) as real:  # the real push refuses the same two files
+        push_output_dir(root, "alice/x", include_logs=True)
+    assert "runs/Jan01_host/passwd: a link to /etc/passwd" in str(real.value)
+    assert "eval_results.json: a Hugging Face access token" in str(real.value)
+
+
+def test_a_token_shaped_file_name_is_refused_and_is_no_model_weight(tmp_path, hub, capsys):
+    root, model = make_output_dir(tmp_path / "run")
+    token_name = "hf_" + "Ab3" * 12
+    (root / "runs" / "Jan01_host" / token_name).write_text("scalars")
+    shutil.copy(root / "model.safetensors", root / f"{token_name}.safetensors")
+    from bigmodel_hf.cards import read_run
+
+    assert read_run(root).num_parameters == model.num_parameters()  # counted once, not twice
+    assert f"{token_name}.safetensors" not in {f.path_in_repo for f in plan_upload(root)}
+    with pytest.raises(UnsafeUploadError, match=f"runs/Jan01_host/{token_name}: a Hugging Face access token in its name"):
+        push_output_dir(root, "alice/x", include_logs=True)
+    assert hub.commits == []
+
+
+BROKEN_RUNS = {
+    "stray_safetensors": ("extra.safetensors", b"not weights", None),
+    "truncated_safetensors": ("model.safetensors", None, "model.safetensors: not a readable safetensors file"),
+    "eval_results_a_list": ("eval_results.json", b"[1, 2]",
+                            "eval_results.json: holds a JSON list, expected an object (a mapping)"),
+    "run_config_invalid_yaml": ("run_config.yaml", b"learning_rate: [0.1\nseed: 1\n", "run_config.yaml: not valid YAML"),
+}
+
+
+@pytest.mark.parametrize("name, content, message", BROKEN_RUNS.values(), ids=BROKEN_RUNS)
+def test_broken_files_give_one_line_naming_the_file(tmp_path, hub, name, content, message):
+    root, _ = make_output_dir(tmp_path / "run")
+    path = root / name
+    path.write_bytes(content if content is not None else path.read_bytes()[:-100])
+    before = tree_digest(root)
+    for argv in (["card", str(root)], ["push", str(root), "--hub_model_id", "alice/x"],
+                 ["push", str(root), "--hub_model_id", "alice/x", "--dry_run"]):
+        if message is None:  # a stray weights file is not the model's: not read, not pushed
+            try:
+                cli_main(argv)
+            except SystemExit as stopped:
+                raise AssertionError(stopped.code) from None
+            continue
+        with pytest.raises(SystemExit) as stopped:
+            cli_main(argv)
+        text = str(stopped.value.code)
+        assert text.startswith(f"bigmodel-hf {argv[0]}: {path}") and message in text and "\n" not in text, text
+        assert tree_digest(root) == before and hub.commits == []
+    if message is None:
+        assert "extra.safetensors" not in hub.commits[0].files

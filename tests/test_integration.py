@@ -144,3 +144,37 @@ def test_cli_converts_and_reports_bad_sources(tmp_path, capsys):
     assert BigModelForCausalLM.from_pretrained(tmp_path / "out").config.tie_word_embeddings is False
     with pytest.raises(SystemExit, match="convert-llama"):
         main(["convert-llama", str(tmp_path / "missing"), str(tmp_path / "out2")])
+
+
+def test_convert_llama_unpickles_weights_only_with_load_legacy_bin(tmp_path, monkeypatch, capsys):
+    from bigmodel_hf.cli import main
+
+    llama = tiny_llama(True)
+    llama.save_pretrained(tmp_path / "llama")
+    word_tokenizer().save_pretrained(tmp_path / "llama")
+    (tmp_path / "llama" / "model.safetensors").unlink()  # a legacy checkpoint: pickled pytorch_model.bin only
+    torch.save(llama.state_dict(), tmp_path / "llama" / "pytorch_model.bin")
+    unpickled = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: unpickled.append(a[0]) or real_load(*a, **k))
+    with pytest.raises(SystemExit) as stopped:
+        main(["convert-llama", str(tmp_path / "llama"), str(tmp_path / "out")])
+    message = str(stopped.value.code)
+    assert message.startswith(f"bigmodel-hf convert-llama: {tmp_path / 'llama'} has no safetensors weights")
+    assert "--load_legacy_bin" in message and "\n" not in message
+    assert unpickled == [] and not (tmp_path / "out").exists()
+    main(["convert-llama", str(tmp_path / "llama"), str(tmp_path / "out"), "--load_legacy_bin"])
+    assert [str(path).endswith("pytorch_model.bin") for path in unpickled] == [True]
+    loaded = BigModelForCausalLM.from_pretrained(tmp_path / "out").eval()
+    tokens = random_ids(2, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(input_ids=tokens).logits, llama(input_ids=tokens).logits, rtol=0, atol=1e-4)
+
+
+def test_convert_llama_checks_the_model_type_before_loading_weights(tmp_path):
+    from bigmodel_hf.cli import main
+
+    BigModelForCausalLM(tiny_config("modern", False)).save_pretrained(tmp_path / "ours")
+    with pytest.raises(SystemExit, match="'bigmodel' checkpoint; only Llama-family ones convert"):
+        main(["convert-llama", str(tmp_path / "ours"), str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()

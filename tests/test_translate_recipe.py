@@ -185,3 +185,23 @@ def test_checkpoint_averaging_and_token_budget_batches(corpus, tmp_path):
     state = json.loads((tmp_path / "checkpoint-30" / "trainer_state.json").read_text())
     # 120-token batches hold fewer than the 12 sentences of a fixed batch: more steps per epoch
     assert state["epoch"] < 30 / (24 / 12)
+
+
+def test_the_source_prefix_is_saved_with_the_model_and_used_by_translate(corpus, tmp_path, capsys):
+    """Issue 15: the prefix lived only in run_config.yaml, so transformers-only users and `bigmodel-hf
+    translate` never applied it."""
+    from bigmodel_hf.cli import main as cli_main
+    from bigmodel_hf.translator import Translator
+
+    quick = dict(eval_strategy="no", load_best_model_at_end="false", save_steps=4, num_beams=1, max_steps=4,
+                 warmup_steps=1, max_predict_samples=2, report_to="none", num_sample_outputs=0)
+    run_translation(parse_translation_config(tiny_run(corpus, tmp_path, source_prefix="en2es: ", **quick)))
+    expected = {"translation_en_to_es": {"prefix": "en2es: "}}
+    assert json.loads((tmp_path / "config.json").read_text())["task_specific_params"] == expected
+    assert json.loads((tmp_path / "checkpoint-4" / "config.json").read_text())["task_specific_params"] == expected
+    assert Translator.from_pretrained(tmp_path, device="cpu").source_prefix == "en2es: "
+    assert 'prefix = "en2es: "' in (tmp_path / "README.md").read_text("utf-8")
+    # fine-tuned on without a prefix, the model no longer carries one
+    run_translation(parse_translation_config(tiny_run(corpus, tmp_path / "plain", model_name_or_path=tmp_path, **quick)))
+    assert not json.loads((tmp_path / "plain" / "config.json").read_text()).get("task_specific_params")
+    assert Translator.from_pretrained(tmp_path / "plain", device="cpu").source_prefix == ""

@@ -16,13 +16,12 @@ import math
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
-import yaml
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, LogitsProcessorList
 from transformers.modeling_outputs import BaseModelOutput
 
+from ..pretrained import check_model_location, one_line_load_errors, source_prefix_of
 from .constraint import SpellingIndex, SpellPrefix, plan_prefix
 from .surfaces import token_surfaces
 
@@ -71,16 +70,20 @@ class CompletionEngine:
         self._cache_size = cache_size
 
     @classmethod
-    def from_pretrained(cls, name_or_path, device: str | torch.device = "cpu", **options) -> "CompletionEngine":
-        """Model and tokenizer of a run's output directory (safetensors only) or a Hub id.
+    def from_pretrained(cls, name_or_path, device: str | torch.device = "cpu", trust_remote_code: bool = False,
+                        **options) -> "CompletionEngine":
+        """Model and tokenizer of a run's output directory (safetensors only) or a Hub id; code shipped with
+        the model runs only with `trust_remote_code=True`.
 
-        A `source_prefix` the run trained with (in its run_config.yaml) is applied to sources here too.
+        The `source_prefix` the run trained with (see `pretrained.source_prefix_of`) is applied to sources
+        here too, as `Translator` does.
         """
-        model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path, use_safetensors=True).to(device)
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-        run_config = Path(name_or_path) / "run_config.yaml"
-        if "source_prefix" not in options and run_config.is_file():
-            options["source_prefix"] = (yaml.safe_load(run_config.read_text("utf-8")) or {}).get("source_prefix")
+        check_model_location(name_or_path)
+        with one_line_load_errors(name_or_path):
+            model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path, use_safetensors=True,
+                                                          trust_remote_code=bool(trust_remote_code)).to(device)
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=bool(trust_remote_code))
+        options.setdefault("source_prefix", source_prefix_of(model.config, name_or_path))
         return cls(model, tokenizer, **options)
 
     # ---------------------------------------------------------------------------------------------

@@ -193,7 +193,7 @@ def run_back_translation(run_config: RunConfig) -> dict:
         monolingual = read_monolingual(bt.monolingual_file, tgt)
         wanted = min(len(monolingual), round(bt.synthetic_ratio * len(real)))
         monolingual = random.Random(args.seed).sample(monolingual, wanted)
-        model = AutoModelForSeq2SeqLM.from_pretrained(reverse_dir, use_safetensors=True)
+        model = AutoModelForSeq2SeqLM.from_pretrained(reverse_dir, use_safetensors=True, trust_remote_code=False)
         tokenizer = load_pretrained_tokenizer(reverse_dir)
         started = time.perf_counter()
         sources = back_translate(model, tokenizer, monolingual, bt, seed=args.seed)

@@ -48,11 +48,12 @@ def save_lora_result(model, output_dir: str | Path, merge: bool):
     return model
 
 
-def load_lora_result(path: str | Path, **kwargs):
+def load_lora_result(path: str | Path, trust_remote_code: bool = False, **kwargs):
     """A causal LM from an output directory holding adapters (base model loaded from the path recorded in
-    adapter_config.json) or a full / merged checkpoint."""
+    adapter_config.json) or a full / merged checkpoint; code shipped with it runs only with `trust_remote_code`."""
     if (Path(path) / ADAPTER_CONFIG).is_file():
-        return _peft().AutoPeftModelForCausalLM.from_pretrained(str(path), **kwargs)
+        return _peft().AutoPeftModelForCausalLM.from_pretrained(str(path), trust_remote_code=bool(trust_remote_code),
+                                                                **kwargs)
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    return AutoModelForCausalLM.from_pretrained(str(path), trust_remote_code=bool(trust_remote_code), **kwargs)

@@ -16,6 +16,7 @@ from ..data import clean_translation_dataset, load_translation_dataset
 from ..metrics import corpus_translation_scores
 from ..hub import take_over_trainer_push
 from ..modeling_bigmodel import BigModelForSeq2SeqLM
+from ..pretrained import record_source_prefix
 from ..subword_regularization import TEXT_COLUMNS, SubwordDropoutCollator, dropout_tokenizer, with_text_columns
 from ..tokenization import check_tokenizer_matches_model, tokenize_translation_dataset, train_translation_tokenizer
 from ..toy_data import write_toy_translation_corpus
@@ -159,6 +160,8 @@ def run_translation(run_config: RunConfig) -> dict:
         raw = load_parallel_data(data, args.output_dir, args.seed, write_files=args.should_save)
     tokenizer = build_tokenizer(model_args, tok_args, raw, args, resuming=resume is not None)
     model = build_model(model_args, tokenizer)
+    # saved with the model, so `Translator` and transformers-only users put it before sources too
+    record_source_prefix(model.config, data.source_prefix, data.source_lang, data.target_lang)
     record_run(run_config, args)
     tokenized = tokenize_translation_dataset(
         raw, tokenizer, max_source_length=data.max_source_length, max_target_length=data.max_target_length,
