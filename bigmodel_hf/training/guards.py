@@ -1,6 +1,7 @@
 """Stop a run cleanly when training goes wrong, instead of saving garbage or a half-written checkpoint.
 
-`GuardedTrainerMixin` (mixed into both recipes' Trainers) adds three checks:
+`GuardedTrainerMixin` (mixed into both recipes' Trainers) adds three checks, and turns Ctrl-C during
+training into `TrainingInterrupted`, which names the step reached and the checkpoint a rerun resumes from:
 
 - a non-finite loss (or, without an fp16 loss scaler, a non-finite gradient norm) raises
   `NonFiniteLossError` naming the step, before the optimizer step: the weights never take the bad update
@@ -35,6 +36,16 @@ class CheckpointSaveError(OSError):
     """Writing a checkpoint failed; the message says what happened and what survives."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during training; still a KeyboardInterrupt for callers that do not look closer."""
+
+    def __init__(self, step: int, checkpoint: Path | None):
+        self.step, self.checkpoint = step, checkpoint
+        resume = (f"resume from {checkpoint.name}" if checkpoint else
+                  "start again (no checkpoint was saved yet)")
+        super().__init__(f"interrupted at step {step}, rerun the same command to {resume}")
+
+
 def last_complete_checkpoint(output_dir) -> Path | None:
     complete = complete_checkpoints(output_dir)
     return complete[-1] if complete else None
@@ -63,6 +74,14 @@ class GuardedTrainerMixin:
             "(try bf16), or broken training data. Fix the cause, then rerun (--resume_from_checkpoint last "
             "continues from that checkpoint)."
         )
+
+    def train(self, *args, **kwargs):
+        try:
+            return super().train(*args, **kwargs)
+        except TrainingInterrupted:
+            raise
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(self.state.global_step, last_complete_checkpoint(self.args.output_dir)) from None
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
