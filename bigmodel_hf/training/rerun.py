@@ -88,8 +88,11 @@ def config_differences(checkpoint: Path, expected: BigModelConfig) -> list[str]:
     except (TypeError, ValueError) as error:
         return [f"its config.json does not describe a BigModel ({error})"]
     wanted = expected.to_dict()
-    return [f"{key} {held.get(key)!r} there, {wanted.get(key)!r} here" for key in sorted(held.keys() | wanted.keys())
-            if key not in NOT_THE_MODEL and not key.startswith("_") and held.get(key) != wanted.get(key)]
+    differing = [key for key in sorted(held.keys() | wanted.keys())
+                 if key not in NOT_THE_MODEL and not key.startswith("_") and held.get(key) != wanted.get(key)]
+    # Sizes first (whole numbers: widths, layer and head counts), where the weights' shapes come from.
+    differing.sort(key=lambda key: not (type(held.get(key)) is int and type(wanted.get(key)) is int))
+    return [f"{key} {held.get(key)!r} there, {wanted.get(key)!r} here" for key in differing]
 
 
 def weight_shapes(folder: Path) -> dict[str, list[int]]:
