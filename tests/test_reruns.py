@@ -96,7 +96,7 @@ def test_rerunning_a_finished_run_does_nothing(finished, capsys):
     assert snapshot(output_dir) == before and not (output_dir / "checkpoint-5").exists()
 
 
-@pytest.mark.parametrize("change", ["config_overrides", "preset", "resume_from_other_shape"])
+@pytest.mark.parametrize("change", ["config_overrides", "preset", "resume_from_other_shape", "pretrained_of_other_shape"])
 def test_another_model_is_refused_before_anything_is_written(finished, change, tmp_path):
     recipe, main, argv, output_dir = finished
     other_run, _ = make_output_dir(tmp_path / "other", encoder_decoder=recipe == "translate")  # ffn_dim 48
@@ -107,11 +107,13 @@ def test_another_model_is_refused_before_anything_is_written(finished, change, t
         "config_overrides": dict(config_overrides=MODELS[recipe].replace("d_model=32", "d_model=64")),
         "preset": dict(preset="modern-small" if recipe == "translate" else "vaswani-small"),
         "resume_from_other_shape": dict(resume_from_checkpoint=other_run / "checkpoint-2"),
+        "pretrained_of_other_shape": dict(model_name_or_path=other_run),  # fine-tuning: weight shapes compared
     }[change]
     message = refused(main, argv + flags(**overrides))
     assert message.startswith(f"{recipe}.py: ") and "holds another model than this run asks for" in message
     expected = {"config_overrides": "d_model 32 there, 64 here", "preset": "there,",
-                "resume_from_other_shape": "ffn_dim 48 there, 64 here"}[change]
+                "resume_from_other_shape": "ffn_dim 48 there, 64 here",
+                "pretrained_of_other_shape": "[64, 32] there, [48, 32] here"}[change]
     assert expected in message and "give a new --output_dir" in message, message
     assert snapshot(output_dir) == before and snapshot(other_run) == before_other
 
@@ -199,3 +201,34 @@ def test_a_bad_model_override_in_the_lm_recipe_fails_first_and_overwrites_nothin
     assert message.startswith("generate_text.py: --preset modern-small with --config_overrides 'd_model=30,"), message
     assert "d_model (30) must be divisible by num_attention_heads (4)" in message
     assert snapshot(existing) == before
+
+
+def test_the_data_fingerprint_follows_content_not_names(tmp_path):
+    from types import SimpleNamespace
+
+    from bigmodel_hf.training.rerun import GENERATED_DATA, data_fingerprint
+    from bigmodel_hf.training.text_generation import STDLIB_DATASET
+    from bigmodel_hf.training.translation import TOY_DATASET
+
+    def spec(**values):
+        return SimpleNamespace(**{"train_file": None, "validation_file": None, "dataset_name": None,
+                                  "dataset_config_name": None, **values})
+
+    def content(fingerprint):
+        return {split: {k: v for k, v in entry.items() if k != "path"} for split, entry in fingerprint.items()}
+
+    (tmp_path / "a.txt").write_text("one\n")
+    (tmp_path / "b.txt").write_text("one\n")
+    (tmp_path / "c.txt").write_text("two\n")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "train.txt").write_text("one\n")
+    same = [content(data_fingerprint(spec(train_file=tmp_path / name), 0)) for name in ("a.txt", "b.txt")]
+    assert same[0] == same[1] != content(data_fingerprint(spec(train_file=tmp_path / "c.txt"), 0))
+    before = data_fingerprint(spec(dataset_name=str(folder)), 0)
+    (folder / "train.txt").write_text("one!\n")
+    assert content(data_fingerprint(spec(dataset_name=str(folder)), 0)) != content(before)
+    # generated data sets: their content follows the seed (toy grammar) or the Python (stdlib docstrings)
+    assert set(GENERATED_DATA) == {TOY_DATASET, STDLIB_DATASET}
+    assert data_fingerprint(spec(dataset_name=TOY_DATASET), 1) != data_fingerprint(spec(dataset_name=TOY_DATASET), 2)
+    assert data_fingerprint(spec(dataset_name=STDLIB_DATASET), 1) == data_fingerprint(spec(dataset_name=STDLIB_DATASET), 2)

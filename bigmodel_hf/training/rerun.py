@@ -30,7 +30,9 @@ from .validation import ConfigError
 NOT_THE_MODEL = {"vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id",
                  "architectures", "dtype", "torch_dtype", "transformers_version", "_name_or_path", "auto_map",
                  "use_cache", "return_dict", "output_attentions", "output_hidden_states"}
-GENERATED_DATA = {"toy_en_es": "seed", "stdlib_docs": "python"}  # built-in data sets: what decides their content
+# The built-in generated data sets (translation.TOY_DATASET, text_generation.STDLIB_DATASET, which import
+# this module) and what decides their content; tests/test_reruns.py keeps the names in step.
+GENERATED_DATA = {"toy_en_es": "seed", "stdlib_docs": "python"}
 
 
 def check_output_dir(output_dir) -> None:
