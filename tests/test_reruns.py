@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from bigmodel_hf.toy_data import toy_translation_pairs
 from tiny_runs import flags, make_output_dir
@@ -26,7 +27,7 @@ MODELS = {  # the tiny model of each recipe, and the same with another width
     "translate": "d_model=32,ffn_dim=64,encoder_layers=1,decoder_layers=1,num_attention_heads=2",
     "generate_text": "d_model=32,ffn_dim=64,decoder_layers=1,num_attention_heads=2,num_key_value_heads=1",
 }
-QUICK = dict(max_steps=4, warmup_steps=0, save_steps=2, eval_strategy="no", load_best_model_at_end="false",
+QUICK = dict(max_steps=4, per_device_train_batch_size=4, warmup_steps=0, save_steps=2, eval_strategy="no", load_best_model_at_end="false",
              report_to="none", num_sample_outputs=0, plot="false", seed=0)
 
 
@@ -94,6 +95,20 @@ def test_rerunning_a_finished_run_does_nothing(finished, capsys):
     assert f"{output_dir} already holds this run, finished at step 4" in said
     assert f"results in {output_dir / 'eval_results.json'}" in said
     assert snapshot(output_dir) == before and not (output_dir / "checkpoint-5").exists()
+
+
+def test_a_run_stopped_during_its_final_evaluation_finishes_without_training_past_the_end(finished, tmp_path):
+    recipe, main, argv, output_dir = finished
+    stopped = tmp_path / "stopped"  # what Ctrl-C during the final evaluation leaves: checkpoints, no results
+    shutil.copytree(output_dir, stopped)
+    for name in ("run_info.json", "eval_results.json", "README.md", "model.safetensors"):
+        (stopped / name).unlink()
+    main([*argv[:argv.index("--output_dir")], *argv[argv.index("--output_dir") + 2:], "--output_dir", str(stopped)])
+    assert sorted(p.name for p in stopped.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    assert json.loads((stopped / "run_info.json").read_text())["global_step"] == 4
+    assert (stopped / "eval_results.json").is_file() and (stopped / "README.md").is_file()
+    final, last = load_file(stopped / "model.safetensors"), load_file(stopped / "checkpoint-4" / "model.safetensors")
+    assert final.keys() == last.keys() and all(torch.equal(final[k], last[k]) for k in final)  # its weights, untrained
 
 
 @pytest.mark.parametrize("change", ["config_overrides", "preset", "resume_from_other_shape", "pretrained_of_other_shape"])

@@ -198,23 +198,18 @@ def _describe(entry) -> str:
     return ", ".join(f"{key}={value}" for key, value in entry.items())
 
 
-def completed_run(resume: str | None, training_args) -> str | None:
-    """The message for a rerun of a run that already finished (trained to its end, results written), else None.
-
-    Finished means: the checkpoint resumed from is the output directory's own, `run_info.json` (written last)
-    exists, and the checkpoint reached this command's `max_steps` (or `num_train_epochs`), or training stopped
-    there by itself (early stopping, time limit) with the same length asked for.
-    """
-    if resume is None or str(training_args.resume_from_checkpoint).lower() not in RESUME_LAST:
-        return None
-    output_dir, checkpoint = Path(training_args.output_dir), Path(resume)
-    layout = OutputLayout(output_dir)
-    if checkpoint.parent.resolve() != output_dir.resolve() or not layout.run_info.is_file():
-        return None
+def checkpoint_state(checkpoint) -> dict:
+    """The checkpoint's `trainer_state.json` ({} when unreadable)."""
     try:
-        state = json.loads((checkpoint / STATE_FILE).read_text("utf-8"))
+        state = json.loads((Path(checkpoint) / STATE_FILE).read_text("utf-8"))
     except (OSError, ValueError):
-        return None
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def trained_to_the_end(state: dict, training_args) -> bool:
+    """Did the checkpoint with this state reach the end of this command's run: its `max_steps` (or
+    `num_train_epochs`), or a stop by itself (early stopping, time limit) with the same length asked for?"""
     step = state.get("global_step", 0)
     if training_args.max_steps > 0:
         reached = step >= training_args.max_steps
@@ -224,8 +219,26 @@ def completed_run(resume: str | None, training_args) -> str | None:
         same_length = state.get("num_train_epochs") == training_args.num_train_epochs
     stopped = ((state.get("stateful_callbacks") or {}).get("TrainerControl", {}).get("args", {})
                .get("should_training_stop", False))
-    if not (reached or (stopped and same_length)):
+    return bool(state) and (reached or (stopped and same_length))
+
+
+def completed_run(resume: str | None, training_args) -> str | None:
+    """The message for a rerun of a run that already finished, else None.
+
+    Finished means: the checkpoint resumed from is the output directory's own and trained to the end
+    (`trained_to_the_end`), and `run_info.json` (written last, after the results) exists. A run stopped
+    after its last checkpoint but before its results is not finished: its rerun evaluates without
+    training (`guards.GuardedTrainerMixin.train`).
+    """
+    if resume is None or str(training_args.resume_from_checkpoint).lower() not in RESUME_LAST:
         return None
-    return (f"{output_dir} already holds this run, finished at step {step}: results in {layout.eval_results}, "
-            f"the model and its card (README.md) in {output_dir}. Nothing was changed. To train further, raise "
-            "--max_steps; to train another run, give a new --output_dir.")
+    output_dir, checkpoint = Path(training_args.output_dir), Path(resume)
+    layout = OutputLayout(output_dir)
+    if checkpoint.parent.resolve() != output_dir.resolve() or not layout.run_info.is_file():
+        return None
+    state = checkpoint_state(checkpoint)
+    if not trained_to_the_end(state, training_args):
+        return None
+    return (f"{output_dir} already holds this run, finished at step {state['global_step']}: results in "
+            f"{layout.eval_results}, the model and its card (README.md) in {output_dir}. Nothing was changed. "
+            "To train further, raise --max_steps; to train another run, give a new --output_dir.")
