@@ -2,7 +2,7 @@
 
 Rerunning the same command is how an interrupted run continues (`--resume_from_checkpoint last`), so a
 rerun first reads what the folder holds and refuses, with one line and nothing written, when continuing
-would be wrong: the checkpoint holds a model of another shape, or was trained on other data (unless
+would be wrong: the checkpoint holds another model, or was trained on other data (unless
 `--allow_data_change`). A rerun of a run that already finished does nothing (`completed_run`).
 
 The data fingerprint is cheap: the SHA-256 of each data file (cached per size and mtime) or, for data
@@ -30,8 +30,9 @@ from .validation import ConfigError
 NOT_THE_MODEL = {"vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id",
                  "architectures", "dtype", "torch_dtype", "transformers_version", "_name_or_path", "auto_map",
                  "use_cache", "return_dict", "output_attentions", "output_hidden_states"}
-# The built-in generated data sets (translation.TOY_DATASET, text_generation.STDLIB_DATASET, which import
-# this module) and what decides their content; tests/test_reruns.py keeps the names in step.
+# The built-in generated data sets and what decides their content. The names are repeated from
+# translation.TOY_DATASET and text_generation.STDLIB_DATASET (which sit above this module);
+# tests/test_reruns.py keeps them in step.
 GENERATED_DATA = {"toy_en_es": "seed", "stdlib_docs": "python"}
 
 
@@ -48,7 +49,7 @@ def check_output_dir(output_dir) -> None:
                           "not inside a file.")
     problem = None if os.access(existing, os.W_OK | os.X_OK) else "permission denied"
     if problem is None:
-        try:  # os.access says yes to root on a read-only file system; a real (removed) file says for sure
+        try:  # os.access can say yes where no file can be made (/proc, some network mounts): try one, removed at once
             with tempfile.TemporaryFile(dir=existing):
                 pass
         except OSError as error:
