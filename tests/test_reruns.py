@@ -184,10 +184,11 @@ def test_an_unusable_output_dir_is_named_before_any_data_is_read(mains, recipe, 
 
 
 @pytest.mark.slow
-def test_ctrl_c_prints_one_line_naming_the_step_and_the_checkpoint(corpora, tmp_path):
+@pytest.mark.parametrize("recipe", list(RECIPES))
+def test_ctrl_c_prints_one_line_naming_the_step_and_the_checkpoint(corpora, recipe, tmp_path):
     output_dir = tmp_path / "run"
-    argv = recipe_argv("translate", corpora["translate_a"], output_dir, max_steps=100_000, save_steps=3)
-    process = subprocess.Popen([sys.executable, str(RECIPES["translate"]), *argv], cwd=ROOT, text=True,
+    argv = recipe_argv(recipe, corpora[f"{recipe}_a"], output_dir, max_steps=100_000, save_steps=3)
+    process = subprocess.Popen([sys.executable, str(RECIPES[recipe]), *argv], cwd=ROOT, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + 240
@@ -197,13 +198,27 @@ def test_ctrl_c_prints_one_line_naming_the_step_and_the_checkpoint(corpora, tmp_
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr[-3000:]
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
-    lines = [line for line in stderr.splitlines() if line.startswith("translate.py: interrupted at step ")]
+    lines = [line for line in stderr.splitlines() if line.startswith(f"{recipe}.py: interrupted at step ")]
     assert len(lines) == 1, stderr[-3000:]
-    step, checkpoint = lines[0].removeprefix("translate.py: interrupted at step ").split(
+    step, checkpoint = lines[0].removeprefix(f"{recipe}.py: interrupted at step ").split(
         ", rerun the same command to resume from ")
     newest = max((p for p in output_dir.glob("checkpoint-*") if (p / "trainer_state.json").exists()),
                  key=lambda p: int(p.name.split("-")[1]))
     assert checkpoint == newest.name and int(step) >= int(newest.name.split("-")[1]) >= 6
+
+
+def test_ctrl_c_before_training_is_one_line_too(mains, corpora, tmp_path, monkeypatch, capsys):
+    import bigmodel_hf.training.translation as translation
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(translation, "load_parallel_data", interrupted)
+    with pytest.raises(SystemExit) as stop:
+        mains["translate"](recipe_argv("translate", corpora["translate_a"], tmp_path / "run"))
+    assert stop.value.code == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "translate.py: interrupted outside training, rerun the same command to start again")
 
 
 def test_a_bad_model_override_in_the_lm_recipe_fails_first_and_overwrites_nothing(mains, tmp_path):
