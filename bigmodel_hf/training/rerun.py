@@ -163,18 +163,14 @@ def _content(fingerprint: dict) -> dict:
     return {split: {k: v for k, v in entry.items() if k != "path"} for split, entry in fingerprint.items()}
 
 
-def data_fingerprint_file(folder) -> Path:
-    return OutputLayout(folder).root / "data_fingerprint.json"
-
-
 def record_data_fingerprint(output_dir, fingerprint: dict) -> None:
     if fingerprint:
-        data_fingerprint_file(output_dir).write_text(json.dumps(fingerprint, indent=2) + "\n", "utf-8")
+        OutputLayout(output_dir).data_fingerprint.write_text(json.dumps(fingerprint, indent=2) + "\n", "utf-8")
 
 
 def check_same_data(checkpoint: Path, fingerprint: dict, allow_change: bool) -> None:
     """Refuse to resume `checkpoint` on other training data than it was trained on, unless allowed."""
-    recorded_file = data_fingerprint_file(run_folder(checkpoint))
+    recorded_file = OutputLayout(run_folder(checkpoint)).data_fingerprint
     try:
         recorded = json.loads(recorded_file.read_text("utf-8"))
     except (OSError, ValueError):
