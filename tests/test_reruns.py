@@ -78,6 +78,27 @@ def finished(request, mains, corpora, tmp_path_factory):
     return recipe, mains[recipe], argv, output_dir
 
 
+@pytest.fixture(scope="module")
+def finished_without_checkpoints(mains, corpora, tmp_path_factory):
+    """A finished translation run that kept no checkpoint (`save_strategy no`)."""
+    output_dir = tmp_path_factory.mktemp("no_checkpoints")
+    argv = recipe_argv("translate", corpora["translate_a"], output_dir, save_strategy="no")
+    mains["translate"](argv)
+    assert (output_dir / "run_info.json").is_file() and not list(output_dir.glob("checkpoint-*"))
+    return argv, output_dir
+
+
+def test_a_finished_run_without_checkpoints_is_left_alone_too(mains, finished_without_checkpoints, capsys):
+    argv, output_dir = finished_without_checkpoints
+    before = snapshot(output_dir)
+    capsys.readouterr()
+    mains["translate"](argv)
+    assert f"{output_dir} already holds this run, finished at step 4" in capsys.readouterr().out
+    message = refused(mains["translate"], argv + flags(config_overrides=MODELS["translate"] + ",ffn_dim=48"))
+    assert f"{output_dir} holds another model than this run asks for (ffn_dim 64 there, 48 here" in message
+    assert snapshot(output_dir) == before
+
+
 def refused(main, argv) -> str:
     with pytest.raises(SystemExit) as stop:
         main(argv)

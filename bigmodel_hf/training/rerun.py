@@ -18,10 +18,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+import yaml
 from safetensors import SafetensorError, safe_open
 
 from ..configuration_bigmodel import BigModelConfig
-from .checkpoints import RESUME_LAST
+from .checkpoints import RESUME_LAST, list_checkpoints
 from .integrity import STATE_FILE
 from .output import OutputLayout
 from .validation import ConfigError
@@ -68,7 +69,7 @@ def check_same_model(checkpoint: Path, model_args, expected: BigModelConfig | No
     if differences:
         raise ConfigError(
             f"{checkpoint} holds another model than this run asks for ({'; '.join(differences[:4])}"
-            f"{'; ...' if len(differences) > 4 else ''}), so it cannot be resumed. Rerun with the settings in "
+            f"{'; ...' if len(differences) > 4 else ''}), so this command cannot continue it. Rerun with the settings in "
             f"{run_folder(checkpoint) / 'run_config.yaml'} to continue it, or give a new --output_dir for this model."
         )
 
@@ -219,23 +220,49 @@ def trained_to_the_end(state: dict, training_args) -> bool:
     return bool(state) and (reached or (stopped and same_length))
 
 
+def finished_without_checkpoints(resume: str | None, training_args) -> Path | None:
+    """The output directory, when it holds a finished run (model and `run_info.json`) that kept no
+    checkpoint (`save_strategy no`) and this command would continue (`last`): the rerun must then ask for
+    the same model and data too, or it would train over that run."""
+    layout = OutputLayout(training_args.output_dir)
+    if resume is not None or str(training_args.resume_from_checkpoint).lower() not in RESUME_LAST:
+        return None
+    finished = layout.run_info.is_file() and (layout.root / "config.json").is_file()
+    return layout.root if finished and not list_checkpoints(layout.root) else None
+
+
 def completed_run(resume: str | None, training_args) -> str | None:
     """The message for a rerun of a run that already finished, else None.
 
-    Finished means: the checkpoint resumed from is the output directory's own and trained to the end
-    (`trained_to_the_end`), and `run_info.json` (written last, after the results) exists. A run stopped
-    after its last checkpoint but before its results is not finished: its rerun evaluates without
-    training (`guards.GuardedTrainerMixin.train`).
+    Finished means: `run_info.json` (written last, after the results) exists and the checkpoint resumed
+    from, the output directory's own, trained to the end (`trained_to_the_end`); without checkpoints, the
+    recorded run reached this command's `max_steps` or asked for the same length. A run stopped after its
+    last checkpoint but before its results is not finished: its rerun evaluates without training
+    (`guards.GuardedTrainerMixin.train`).
     """
-    if resume is None or str(training_args.resume_from_checkpoint).lower() not in RESUME_LAST:
+    if str(training_args.resume_from_checkpoint).lower() not in RESUME_LAST:
         return None
-    output_dir, checkpoint = Path(training_args.output_dir), Path(resume)
+    output_dir = Path(training_args.output_dir)
     layout = OutputLayout(output_dir)
-    if checkpoint.parent.resolve() != output_dir.resolve() or not layout.run_info.is_file():
+    if not layout.run_info.is_file():
         return None
-    state = checkpoint_state(checkpoint)
-    if not trained_to_the_end(state, training_args):
+    if resume is not None:
+        state = checkpoint_state(resume)
+        if Path(resume).parent.resolve() != output_dir.resolve() or not trained_to_the_end(state, training_args):
+            return None
+        step = state["global_step"]
+    elif finished_without_checkpoints(resume, training_args) is not None:
+        step = json.loads(layout.run_info.read_text("utf-8")).get("global_step", 0)
+        try:
+            recorded = yaml.safe_load(layout.run_config.read_text("utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            recorded = {}
+        same_length = (recorded.get("max_steps", -1) == training_args.max_steps and (
+            training_args.max_steps > 0 or recorded.get("num_train_epochs") == training_args.num_train_epochs))
+        if not (0 < training_args.max_steps <= step or same_length):
+            return None
+    else:
         return None
-    return (f"{output_dir} already holds this run, finished at step {state['global_step']}: results in "
-            f"{layout.eval_results}, the model and its card (README.md) in {output_dir}. Nothing was changed. "
-            "To train further, raise --max_steps; to train another run, give a new --output_dir.")
+    return (f"{output_dir} already holds this run, finished at step {step}: results in {layout.eval_results}, "
+            f"the model and its card (README.md) in {output_dir}. Nothing was changed. To train further, raise "
+            "--max_steps; to train another run, give a new --output_dir.")

@@ -24,7 +24,10 @@ from .arguments import ModelArguments, RunArguments
 from .checkpoints import list_checkpoints, resolve_resume_checkpoint
 from .config import RunConfig
 from .output import OutputLayout
-from .rerun import check_output_dir, check_same_data, check_same_model, data_fingerprint, record_data_fingerprint
+from .rerun import (
+    check_output_dir, check_same_data, check_same_model, data_fingerprint, finished_without_checkpoints,
+    record_data_fingerprint,
+)
 from .run_info import describe_run
 from .validation import ConfigError
 
@@ -59,11 +62,12 @@ def start_run(run_config: RunConfig, training_args, record: bool = True, model_c
     set_seed(training_args.seed)
     layout = OutputLayout(training_args.output_dir)
     resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
-    if resume is not None:
+    held = Path(resume) if resume else finished_without_checkpoints(resume, training_args)
+    if held is not None:  # the model this command would continue
         model_args = run_config.get(ModelArguments)
-        check_same_model(Path(resume), model_args, model_config if not model_args.model_name_or_path else None)
+        check_same_model(held, model_args, model_config if not model_args.model_name_or_path else None)
         if data is not None:
-            check_same_data(Path(resume), data_fingerprint(data, training_args.seed),
+            check_same_data(held, data_fingerprint(data, training_args.seed),
                             allow_change=run_config.get(RunArguments).allow_data_change)
     if record:
         record_run(run_config, training_args, data)
