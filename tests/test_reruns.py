@@ -242,16 +242,21 @@ def test_ctrl_c_before_training_is_one_line_too(mains, corpora, tmp_path, monkey
         "translate.py: interrupted outside training, rerun the same command to start again")
 
 
-def test_a_bad_model_override_in_the_lm_recipe_fails_first_and_overwrites_nothing(mains, tmp_path):
+@pytest.mark.parametrize("bad", ["model_override", "missing_data"])
+def test_a_bad_input_to_the_lm_recipe_fails_first_and_overwrites_nothing(mains, bad, tmp_path):
     existing, _ = make_output_dir(tmp_path / "existing", encoder_decoder=False)
     before = snapshot(existing)
-    # The data does not exist: the override is checked before data, tokenizer or run_config.yaml.
-    argv = recipe_argv("generate_text", tmp_path / "missing.jsonl", existing,
-                       config_overrides="d_model=30,num_attention_heads=4", resume_from_checkpoint="none")
+    # The data does not exist: a bad override is checked before data, tokenizer or run_config.yaml.
+    overrides = {"model_override": dict(config_overrides="d_model=30,num_attention_heads=4"), "missing_data": {}}[bad]
+    argv = recipe_argv("generate_text", tmp_path / "missing.jsonl", existing, resume_from_checkpoint="none",
+                       **overrides)
     message = refused(mains["generate_text"], argv)
-    assert message.startswith("generate_text.py: --preset modern-small with --config_overrides 'd_model=30,"), message
-    assert "d_model (30) must be divisible by num_attention_heads (4)" in message
-    assert snapshot(existing) == before
+    if bad == "model_override":
+        assert message.startswith("generate_text.py: --preset modern-small with --config_overrides 'd_model=30,")
+        assert "d_model (30) must be divisible by num_attention_heads (4)" in message
+    else:
+        assert message.startswith("generate_text.py: ") and "missing.jsonl: no such file" in message, message
+    assert snapshot(existing) == before  # run_config.yaml included
 
 
 def test_the_data_fingerprint_follows_content_not_names(tmp_path):
