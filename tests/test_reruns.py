@@ -288,3 +288,14 @@ def test_the_data_fingerprint_follows_content_not_names(tmp_path):
     assert set(GENERATED_DATA) == {TOY_DATASET, STDLIB_DATASET}
     assert data_fingerprint(spec(dataset_name=TOY_DATASET), 1) != data_fingerprint(spec(dataset_name=TOY_DATASET), 2)
     assert data_fingerprint(spec(dataset_name=STDLIB_DATASET), 1) == data_fingerprint(spec(dataset_name=STDLIB_DATASET), 2)
+
+
+def test_back_translation_names_an_output_dir_under_a_file_first(corpora, tmp_path):
+    from bigmodel_hf.training.back_translation import parse_back_translation_config, run_back_translation
+    from bigmodel_hf.training.validation import ConfigError
+
+    blocker = tmp_path / "blocker.txt"
+    blocker.write_text("not a folder")
+    argv = recipe_argv("translate", corpora["translate_a"], blocker / "bt", monolingual_file=corpora["translate_a"])
+    with pytest.raises(ConfigError, match=f"--output_dir {blocker / 'bt'} cannot be created: {blocker} is a file"):
+        run_back_translation(parse_back_translation_config(argv))
