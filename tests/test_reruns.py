@@ -118,13 +118,13 @@ def test_rerunning_a_finished_run_does_nothing(finished, capsys):
     assert snapshot(output_dir) == before and not (output_dir / "checkpoint-5").exists()
 
 
-def test_a_run_stopped_during_its_final_evaluation_finishes_without_training_past_the_end(finished, tmp_path):
-    recipe, main, argv, output_dir = finished
+def test_a_run_stopped_during_its_final_evaluation_finishes_without_training_past_the_end(finished, corpora, tmp_path):
+    recipe, main, _, output_dir = finished
     stopped = tmp_path / "stopped"  # what Ctrl-C during the final evaluation leaves: checkpoints, no results
     shutil.copytree(output_dir, stopped)
     for name in ("run_info.json", "eval_results.json", "README.md", "model.safetensors"):
         (stopped / name).unlink()
-    main([*argv[:argv.index("--output_dir")], *argv[argv.index("--output_dir") + 2:], "--output_dir", str(stopped)])
+    main(recipe_argv(recipe, corpora[f"{recipe}_a"], stopped))  # the same command, in that folder
     assert sorted(p.name for p in stopped.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
     assert json.loads((stopped / "run_info.json").read_text())["global_step"] == 4
     assert (stopped / "eval_results.json").is_file() and (stopped / "README.md").is_file()
