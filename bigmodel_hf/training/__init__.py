@@ -6,7 +6,10 @@
   wall-clock stop (`max_train_minutes`).
 - `checkpoints`: checkpoints in step order, averaging the last N, `--resume_from_checkpoint last`.
 - `integrity`, `guards`: a half-written checkpoint is never resumed from; a NaN/inf loss or a failed save
-  (disk full) stops the run with the step or checkpoint named (see docs/bad_inputs.md).
+  (disk full) stops the run with the step or checkpoint named, Ctrl-C with the checkpoint a rerun resumes
+  from (see docs/bad_inputs.md).
+- `rerun`: before anything is written, whether `--output_dir` is usable and whether this command may
+  continue what it holds (same model, same data, not already finished).
 - `evaluation`: `TranslationMetrics` (BLEU/chrF from generated ids), the capped length-sorted validation
   subset; the LM side uses `bigmodel_hf.metrics.perplexity` (token-weighted, in-process).
 - `generation`: batched `translate_texts` / left-padded `continue_texts` from strings.

@@ -126,6 +126,11 @@ class RunArguments:
         default=4, metadata={"help": "Sample translations/generations logged at each evaluation."}
     )
     plot: bool = field(default=True, metadata={"help": "Write a PNG of loss and metric curves to the output dir."})
+    allow_data_change: bool = field(
+        default=False,
+        metadata={"help": "Resume a checkpoint on training data other than it was trained on (otherwise refused); "
+                          "applies to this command only, not recorded in run_config.yaml."},
+    )
 
 
 @dataclass

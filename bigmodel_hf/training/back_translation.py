@@ -37,6 +37,7 @@ from ..tokenization import load_pretrained_tokenizer
 from .config import RunConfig, parse_run_config
 from .defaults import TRANSLATION_DEFAULTS
 from .output import OutputLayout
+from .rerun import check_output_dir
 from .translation import TRANSLATION_ARGUMENT_TYPES, parse_translation_config, run_translation
 from .validation import ConfigError
 
@@ -175,6 +176,7 @@ def run_back_translation(run_config: RunConfig) -> dict:
     """All four steps; returns a summary (also written to `<output_dir>/back_translation.json`)."""
     model_args, tok_args, data, run, args = run_config.arguments[:5]
     bt = run_config.get(BackTranslationArguments)
+    check_output_dir(args.output_dir)  # before the folder is made: a file there is named in one line
     root = Path(args.output_dir)
     root.mkdir(parents=True, exist_ok=True)
     src, tgt = data.source_lang, data.target_lang

@@ -185,7 +185,8 @@ class RunConfig:
         """Flat dict that reproduces the run as a `--config` file.
 
         All of our own settings, and the `TrainingArguments` fields that the recipe, file or command line
-        set (the rest are transformers' defaults). Secrets (`hub_token`) are never included.
+        set (the rest are transformers' defaults). Secrets (`hub_token`) are never included, nor
+        `allow_data_change`, a permission for one command rather than a setting of the run.
         """
         values = {}
         for instance in self.arguments:
@@ -195,4 +196,5 @@ class RunConfig:
             else:
                 values.update(dataclasses.asdict(instance))
         values.pop("hub_token", None)
+        values.pop("allow_data_change", None)
         return values

@@ -4,13 +4,17 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from transformers import TrainingArguments
+
 from ..data import DataError
-from .guards import CheckpointSaveError, NonFiniteLossError
+from .checkpoints import complete_checkpoints
+from .guards import CheckpointSaveError, NonFiniteLossError, TrainingInterrupted
 from .integrity import IncompleteCheckpointError
 from .validation import ConfigError
 
 # Errors whose message already names the problem and the fix: printed without a traceback, exit status 1.
 CLEAR_ERRORS = (ConfigError, DataError, IncompleteCheckpointError, NonFiniteLossError, CheckpointSaveError)
+INTERRUPTED = 130  # the shell's status for a process ended by SIGINT (128 + 2)
 
 
 def recipe_main(script: str, parse: Callable, run: Callable, default_config: Path | None,
@@ -20,7 +24,22 @@ def recipe_main(script: str, parse: Callable, run: Callable, default_config: Pat
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv and default_config is None:
         sys.exit(f"{script}: give --config FILE or the settings as flags (--help lists them).")
+    run_config = None
     try:
-        run(parse(argv, default_config=None if argv else default_config))
+        run_config = parse(argv, default_config=None if argv else default_config)
+        run(run_config)
     except CLEAR_ERRORS as error:
         sys.exit(f"{script}: {error}")
+    except KeyboardInterrupt as interrupt:  # Ctrl-C: one line, no traceback
+        print(f"{script}: {interrupted(interrupt, run_config)}", file=sys.stderr)
+        sys.exit(INTERRUPTED)
+
+
+def interrupted(interrupt: KeyboardInterrupt, run_config) -> str:
+    """What a Ctrl-C stopped, and what rerunning the same command does."""
+    if isinstance(interrupt, TrainingInterrupted):
+        return str(interrupt)
+    output_dirs = [a.output_dir for a in (run_config.arguments if run_config else ()) if isinstance(a, TrainingArguments)]
+    checkpoints = complete_checkpoints(output_dirs[0]) if output_dirs else []
+    then = f"resume from {checkpoints[-1].name}" if checkpoints else "start again"
+    return f"interrupted outside training, rerun the same command to {then}"

@@ -1,6 +1,7 @@
 """Stop a run cleanly when training goes wrong, instead of saving garbage or a half-written checkpoint.
 
-`GuardedTrainerMixin` (mixed into both recipes' Trainers) adds three checks:
+`GuardedTrainerMixin` (mixed into both recipes' Trainers) adds three checks, and turns Ctrl-C during
+training into `TrainingInterrupted`, which names the step reached and the checkpoint a rerun resumes from:
 
 - a non-finite loss (or, without an fp16 loss scaler, a non-finite gradient norm) raises
   `NonFiniteLossError` naming the step, before the optimizer step: the weights never take the bad update
@@ -19,10 +20,12 @@ import os
 from pathlib import Path
 
 import torch
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers import TrainerState
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput
 
 from .checkpoints import complete_checkpoints
 from .integrity import STATE_FILE
+from .rerun import checkpoint_state, trained_to_the_end
 
 DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
@@ -33,6 +36,16 @@ class NonFiniteLossError(FloatingPointError):
 
 class CheckpointSaveError(OSError):
     """Writing a checkpoint failed; the message says what happened and what survives."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during training; still a KeyboardInterrupt for callers that do not look closer."""
+
+    def __init__(self, step: int, checkpoint: Path | None):
+        self.step, self.checkpoint = step, checkpoint
+        resume = (f"resume from {checkpoint.name}" if checkpoint else
+                  "start again (no checkpoint was saved yet)")
+        super().__init__(f"interrupted at step {step}, rerun the same command to {resume}")
 
 
 def last_complete_checkpoint(output_dir) -> Path | None:
@@ -63,6 +76,32 @@ class GuardedTrainerMixin:
             "(try bf16), or broken training data. Fix the cause, then rerun (--resume_from_checkpoint last "
             "continues from that checkpoint)."
         )
+
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        try:
+            if isinstance(resume_from_checkpoint, (str, os.PathLike)) and trained_to_the_end(
+                    checkpoint_state(resume_from_checkpoint), self.args):
+                return self._restore_trained(resume_from_checkpoint)
+            return super().train(resume_from_checkpoint, *args, **kwargs)
+        except TrainingInterrupted:
+            raise
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(self.state.global_step, last_complete_checkpoint(self.args.output_dir)) from None
+
+    def _restore_trained(self, checkpoint) -> TrainOutput:
+        """A resume from a checkpoint that already reached the end (the run stopped during its final
+        evaluation): the stock loop would take one step past it (transformers 5.24 runs a step before it
+        checks `should_training_stop`). Load the checkpoint's weights and state instead, train nothing."""
+        self.state = TrainerState.load_from_json(str(Path(checkpoint) / STATE_FILE))
+        self._load_from_checkpoint(str(checkpoint))
+        best = self.state.best_model_checkpoint
+        if self.args.load_best_model_at_end and best is not None and Path(best).is_dir():
+            self._load_best_model()
+        for callback in self.callback_handler.callbacks:  # ours (the plot); transformers' own saw no train begin
+            if type(callback).__module__.startswith("bigmodel_hf."):
+                callback.on_train_end(self.args, self.state, self.control, model=self.model)
+        losses = [entry["train_loss"] for entry in self.state.log_history if "train_loss" in entry]
+        return TrainOutput(self.state.global_step, losses[-1] if losses else float("nan"), {"train_runtime": 0.0})
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)

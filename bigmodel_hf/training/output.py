@@ -9,6 +9,7 @@
       translations/test.<lang>                   one output line per test input (generations/ for LMs)
       samples.jsonl                              sample outputs logged at each evaluation
       run_info.json                              processes, device, versions, wall-clock
+      data_fingerprint.json                      what the checkpoints were trained on (training.rerun)
       training_curves.png                        loss and metric curves
       runs/                                      TensorBoard events
       checkpoint-<step>/                         Trainer checkpoints (not part of what is shared)
@@ -48,6 +49,10 @@ class OutputLayout:
     @property
     def run_info(self) -> Path:
         return self.root / "run_info.json"
+
+    @property
+    def data_fingerprint(self) -> Path:
+        return self.root / "data_fingerprint.json"
 
     @property
     def tensorboard(self) -> Path:

@@ -31,7 +31,8 @@ from .defaults import LM_DEFAULTS
 from .generation import continue_texts
 from .lora import add_lora, save_lora_result
 from .output import OutputLayout
-from .runs import capped, finish_run, preset_config, start_run, tokenizer_for_run
+from .rerun import completed_run
+from .runs import capped, check_model_settings, finish_run, preset_config, record_run, start_run, tokenizer_for_run
 from .trainers import CausalLMTrainer
 from .validation import ConfigError
 
@@ -165,12 +166,18 @@ def run_text_generation(run_config: RunConfig) -> dict:
     """Train and evaluate; returns the `eval_results.json` content. Writes the output directory layout."""
     started = time.perf_counter()
     model_args, lm, data, run, args = run_config
-    layout, resume = start_run(run_config, args)
+    expected = check_model_settings(model_args, is_encoder_decoder=False)
+    # run_config.yaml once the inputs have loaded; first, may this command continue what output_dir holds?
+    layout, resume = start_run(run_config, args, record=False, model_config=expected, data=data)
+    if finished := completed_run(resume, args):
+        print(finished)
+        return layout.read_eval_results()
 
     with args.main_process_first(desc="loading data"):
         raw = load_text_data(data, args.output_dir, args.seed, write_files=args.should_save)
     tokenizer = build_tokenizer(model_args, lm, raw, args, resuming=resume is not None)
     model = build_model(model_args, lm, tokenizer, data.block_size)
+    record_run(run_config, args, data)
     tokenized = tokenize_lm_dataset(raw, tokenizer, num_proc=data.preprocessing_num_workers)
     blocks = {split: capped(pack_lm_blocks(documents, data.block_size, eos_token_id=tokenizer.eos_token_id,
                                            drop_remainder=split == "train"),

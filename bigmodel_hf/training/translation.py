@@ -11,7 +11,6 @@ from safetensors import SafetensorError
 from transformers import AutoModelForSeq2SeqLM, Seq2SeqTrainingArguments
 
 from ..batching import make_seq2seq_collator
-from ..configuration_bigmodel import BigModelConfig
 from ..data import clean_translation_dataset, load_translation_dataset
 from ..metrics import corpus_translation_scores
 from ..hub import take_over_trainer_push
@@ -30,8 +29,10 @@ from .generation import translate_texts
 from .output import strip_metric_prefix
 from .precision import short_sequence_bf16_attention
 from .runs import (
-    capped, dropout_settings, finish_run, parse_config_overrides, preset_config, record_run, start_run, tokenizer_for_run,
+    capped, check_model_settings, dropout_settings, finish_run, parse_config_overrides, preset_config, record_run,
+    start_run, tokenizer_for_run,
 )
+from .rerun import completed_run
 from .trainers import TranslationTrainer
 from .validation import ConfigError
 
@@ -105,18 +106,6 @@ def build_tokenizer(model_args: ModelArguments, tok_args: TokenizerArguments, ra
                           "tokenizer_config.json, config.json, as save_pretrained writes them).") from error
 
 
-def check_model_settings(model_args: ModelArguments) -> None:
-    """From scratch: build the preset's config with the overrides once, before any data or tokenizer work."""
-    if model_args.model_name_or_path:
-        return
-    try:
-        BigModelConfig.from_preset(model_args.preset, **parse_config_overrides(model_args.config_overrides),
-                                   **dropout_settings(model_args))
-    except (ValueError, TypeError) as error:  # BigModelConfig names the field and the fix
-        raise ConfigError(f"--preset {model_args.preset} with --config_overrides {model_args.config_overrides!r}: "
-                          f"{error}") from error
-
-
 def build_model(model_args: ModelArguments, tokenizer):
     """A pretrained seq2seq checkpoint (ours or stock), or a new BigModel from a preset sized to the tokenizer.
 
@@ -154,15 +143,19 @@ def run_translation(run_config: RunConfig) -> dict:
     """Train and evaluate; returns the `eval_results.json` content. Writes the output directory layout."""
     started = time.perf_counter()
     model_args, tok_args, data, run, args = run_config
-    check_model_settings(model_args)
-    layout, resume = start_run(run_config, args, record=False)  # run_config.yaml once the inputs have loaded
+    expected = check_model_settings(model_args)
+    # run_config.yaml once the inputs have loaded; first, may this command continue what output_dir holds?
+    layout, resume = start_run(run_config, args, record=False, model_config=expected, data=data)
+    if finished := completed_run(resume, args):
+        print(finished)
+        return layout.read_eval_results()
     with args.main_process_first(desc="loading data"):
         raw = load_parallel_data(data, args.output_dir, args.seed, write_files=args.should_save)
     tokenizer = build_tokenizer(model_args, tok_args, raw, args, resuming=resume is not None)
     model = build_model(model_args, tokenizer)
     # saved with the model, so `Translator` and transformers-only users put it before sources too
     record_source_prefix(model.config, data.source_prefix, data.source_lang, data.target_lang)
-    record_run(run_config, args)
+    record_run(run_config, args, data)
     tokenized = tokenize_translation_dataset(
         raw, tokenizer, max_source_length=data.max_source_length, max_target_length=data.max_target_length,
         num_proc=data.preprocessing_num_workers,
