@@ -89,17 +89,28 @@ def _translate(args: argparse.Namespace) -> None:
 
 def _interactive_setup(args: argparse.Namespace):
     """Engine, corrections log and queued sources shared by `translate --interactive` and `serve`."""
+    import math
+
     from .interactive import CompletionEngine
-    from .interactive.session import CorrectionLog, model_languages, read_sources
+    from .interactive.session import CorrectionLog, clean_source, model_languages, read_sources
     from .translator import parse_device
 
+    # everything that can be wrong with the inputs is found before the model loads, one line each
     decoding = _decoding_options(args)
+    if not (math.isfinite(args.threshold) and 0 <= args.threshold <= 1):
+        raise ValueError(f"--threshold must be a probability between 0 and 1, not {args.threshold}")
+    if args.alternatives < 1:
+        raise ValueError(f"--alternatives must be at least 1, not {args.alternatives}")
     source_lang, target_lang = model_languages(args.model, args.source_lang, args.target_lang)
-    sources = list(args.texts or []) + (read_sources(args.source_file, source_lang) if args.source_file else [])
+    log = CorrectionLog(args.corrections, source_lang, target_lang)
+    sources = [clean_source(text, f"argument {number}") for number, text in enumerate(args.texts or [], 1)]
+    if not all(sources):
+        raise ValueError(f"argument {sources.index('') + 1} is blank; give a sentence to translate")
+    sources += read_sources(args.source_file, source_lang) if args.source_file else []
     engine = CompletionEngine.from_pretrained(args.model, device=parse_device(args.device),
                                               trust_remote_code=args.trust_remote_code,
                                               num_alternatives=args.alternatives, **decoding)
-    return engine, CorrectionLog(args.corrections, source_lang, target_lang), sources
+    return engine, log, sources
 
 
 def _translate_interactively(args: argparse.Namespace) -> None:
@@ -112,9 +123,12 @@ def _translate_interactively(args: argparse.Namespace) -> None:
 def _serve(args: argparse.Namespace) -> None:
     from .interactive.web import InteractiveApp, make_server
 
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must be between 0 and 65535, not {args.port}")
     engine, log, sources = _interactive_setup(args)
     server = make_server(InteractiveApp(engine, log, sources, threshold=args.threshold), args.host, args.port)
-    print(f"Serving on http://{args.host}:{server.server_address[1]}/ (Ctrl-C stops); approved translations "
+    # the token in the URL is what lets the page (and only whoever was given this URL) change anything
+    print(f"Serving on {server.url} (open this URL, token included; Ctrl-C stops); approved translations "
           f"go to {log.path}", flush=True)
     try:
         server.serve_forever()

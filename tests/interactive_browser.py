@@ -31,15 +31,16 @@ def browser_missing() -> str | None:
 
 
 @contextlib.contextmanager
-def serving(app):
-    """`app` on a free 127.0.0.1 port for the duration; yields the page's URL."""
+def serving(app, **options):
+    """`app` on a free 127.0.0.1 port for the duration (`options` go to make_server); yields the page's
+    URL, per-launch token included (`http://127.0.0.1:PORT/?token=...`)."""
     from bigmodel_hf.interactive.web import make_server
 
-    server = make_server(app, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    server = make_server(app, "127.0.0.1", 0, **options)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
+        yield server.url
     finally:
         server.shutdown()
         server.server_close()

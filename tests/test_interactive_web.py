@@ -1,11 +1,10 @@
 """The local web page of interactive translation: its JSON API, and the whole loop in a real headless chromium."""
 
 import json
-import urllib.error
-import urllib.request
 
 import pytest
 from interactive_browser import browser_missing, chromium_page, serving, wait_for_word, words_shown
+from interactive_http import Api
 from interactive_models import PAIRS, make_model_dir
 
 from bigmodel_hf.interactive import CompletionEngine
@@ -25,45 +24,39 @@ def app(engine, tmp_path):
     return InteractiveApp(engine, CorrectionLog(tmp_path / "corrections.jsonl", "en", "es"), list(SOURCES))
 
 
-def post(url: str, action: str, body: dict | None = None) -> dict:
-    request = urllib.request.Request(url + "api/" + action, data=json.dumps(body or {}).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
-
-
 def saved_rows(app) -> list[dict]:
     return [json.loads(line)["translation"] for line in app.log.path.read_text("utf-8").splitlines()]
 
 
 def test_json_api_runs_the_loop(app, engine):
     with serving(app) as url:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            assert b"<title>bigmodel-hf" in response.read()
-        state = json.loads(urllib.request.urlopen(url + "api/state", timeout=30).read())
+        api = Api(url)
+        status, headers, page = api.request("GET", url[url.index("/?"):], headers={})
+        assert status == 200 and b"<title>bigmodel-hf" in page
+        state = api.state()
         assert state["session"] is None and state["queued"] == 2
-        session = post(url, "next")["session"]
+        session = api.ok("next")["session"]
         assert session["source"] == SOURCES[0] and session["text"] == engine.complete(SOURCES[0]).text
         assert all(0 < w["probability"] <= 1 and not w["accepted"] for w in session["words"])
         first = session["text"].split()
-        session = post(url, "accept", {"count": 2})["session"]
+        session = api.ok("accept", {"count": 2})["session"]
         assert session["accepted"] == 2 and [w["accepted"] for w in session["words"][:3]] == [True, True, False]
-        session = post(url, "type", {"text": "mi"})["session"]
+        session = api.ok("type", {"text": "mi"})["session"]
         assert session["text"].startswith(" ".join(first[:2]) + " mi") and session["typed"] == "mi"
         assert [w["probability"] for w in session["words"][:2]] == [None, None]
         assert len(session["alternatives"]) >= 1
-        state = post(url, "approve", {})
+        state = api.ok("approve", {})
         assert state["saved"] == 1 and state["session"]["source"] == SOURCES[1]  # the queue moves on
-        post(url, "type", {"text": "Dos hombres"})
-        state = post(url, "approve", {"prefix_only": True})
+        api.ok("type", {"text": "Dos hombres"})
+        state = api.ok("approve", {"prefix_only": True})
         assert state["saved"] == 2 and state["session"] is None and state["queued"] == 0
-        state = post(url, "start", {"source": "  A   cat.  "})
+        state = api.ok("start", {"source": "  A   cat.  "})
         assert state["session"]["source"] == "A cat."
-        for action, body, message in [("accept", {"count": 99}, "cannot accept"), ("dance", {}, "bad request"),
-                                      ("start", {"source": " "}, "give a source")]:
-            with pytest.raises(urllib.error.HTTPError) as error:
-                post(url, action, body)
-            assert error.value.code == 400 and message in json.loads(error.value.read())["error"]
+        for action, body, code, message in [("accept", {"count": 99}, 400, "cannot accept"),
+                                            ("dance", {}, 404, "no action 'dance'"),
+                                            ("start", {"source": " "}, 400, "give a source")]:
+            status, payload = api.post(action, body)
+            assert status == code and message in payload["error"]
     assert saved_rows(app) == [{"en": SOURCES[0], "es": session["text"]}, {"en": SOURCES[1], "es": "Dos hombres"}]
 
 
@@ -96,3 +89,27 @@ def test_the_page_in_headless_chromium(app, engine):
         page.click("#translate")
         page.wait_for_selector("#proposal .word.unsure")
         assert page.locator("#proposal .word.unsure").count() == len(words_shown(page))
+
+
+@pytest.mark.skipif(browser_missing() is not None, reason=browser_missing() or "")
+def test_a_second_tab_takes_over_and_the_first_stops_in_chromium(app, engine):
+    """Two tabs of the page: the older is told (409) and disabled; only the newer approves. The page's
+    script runs under the server's Content-Security-Policy without a violation."""
+    with serving(app) as url, chromium_page() as page:
+        console = []
+        page.on("console", lambda message: console.append(message.text))
+        page.goto(url)
+        page.wait_for_selector("#proposal .word")
+        second = page.context.browser.new_page()  # its own tab id, as another tab would have
+        second.on("console", lambda message: console.append(message.text))
+        second.goto(url)
+        second.wait_for_selector("#proposal .word")
+        assert second.input_value("#source") == SOURCES[0]  # it took over the sentence the first tab showed
+        page.click("#approve")
+        page.wait_for_function("() => document.querySelector('#error').textContent.includes('another tab')")
+        assert page.is_disabled("#approve") and page.is_disabled("#typed")
+        assert not app.log.path.exists()
+        second.click("#approve")
+        second.wait_for_function("(source) => document.querySelector('#source').value === source", arg=SOURCES[1])
+    assert saved_rows(app) == [{"en": SOURCES[0], "es": engine.complete(SOURCES[0]).text}]
+    assert not [text for text in console if "Content Security Policy" in text], console

@@ -3,7 +3,7 @@
 `CompletionEngine` (engine.py) does prefix-constrained beam search with n-best and word probabilities;
 `TranslationSession` (session.py) is one sentence's accept / correct / approve loop, driven alike by the
 terminal (`bigmodel-hf translate --interactive`, terminal.py) and the local web page (`bigmodel-hf serve`,
-web.py); `CorrectionLog` appends approved translations as JSON Lines the translation recipe trains on;
+web.py, which checks every request's fields with api_fields.py); `CorrectionLog` appends approved translations as JSON Lines the translation recipe trains on;
 simulation.py measures how many words a simulated translator types.
 """
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from ..data.jsonl import read_json_lines
+from .api_fields import MAX_TEXT_CHARS as MAX_SOURCE_CHARS
 from .engine import Completion, CompletionEngine
 
 
@@ -36,8 +36,9 @@ class TranslationSession:
         return f"{accepted} {self.typed}" if accepted and self.typed else (accepted + " " if accepted else self.typed)
 
     def _complete(self) -> Completion:
-        self.completions += 1
-        return self.engine.complete(self.source, self.prefix)
+        completion = self.engine.complete(self.source, self.prefix)
+        self.completions += 1  # counted once it succeeded: a failed edit leaves the session as it was
+        return completion
 
     def accept(self, count: int) -> None:
         """Take the first `count` words of the proposal as final (fewer than before moves the cursor back).
@@ -52,8 +53,12 @@ class TranslationSession:
     def type(self, text: str) -> Completion:
         """The person's correction after the cursor, replacing the rest of the proposal; the model completes
         it. Text that does not end in a space may end in an unfinished word the model finishes."""
-        self.typed = text.lstrip()
-        self.proposal = self._complete()
+        previous, self.typed = self.typed, text.lstrip()
+        try:
+            self.proposal = self._complete()
+        except BaseException:  # the session stays as it was shown, whatever the model did
+            self.typed = previous
+            raise
         return self.proposal
 
     def choose(self, index: int) -> None:
@@ -86,6 +91,41 @@ class CorrectionLog:
         if source_lang == target_lang:
             raise ValueError(f"source and target language are both {source_lang!r}")
         self.path, self.source_lang, self.target_lang = Path(path), source_lang, target_lang
+        self._check_appendable()
+
+    def _check_appendable(self) -> None:
+        """Refuse at start-up what would make every later append fail or corrupt the file: a folder in the
+        way, a path under a regular file, no write permission, or a last line cut short (JSON Lines only)."""
+        path = self.path
+        if path.is_dir():
+            raise ValueError(f"corrections file {path} is a folder; give a file path (e.g. {path}/corrections.jsonl)")
+        ancestor = path.parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise ValueError(f"corrections file {path} would be under {ancestor}, which is a file, not a folder; "
+                             "give another --corrections path")
+        writable = path if path.exists() else ancestor
+        if not os.access(writable, os.W_OK):
+            raise ValueError(f"corrections file {path}: {writable} is not writable; give another --corrections path")
+        if path.is_file() and path.stat().st_size:
+            try:
+                lines = path.read_text("utf-8").split("\n")  # not splitlines(): U+2028 may be inside a sentence
+            except UnicodeDecodeError:
+                raise ValueError(f"corrections file {path} is not UTF-8 text; give another --corrections path") \
+                    from None
+            for number, line in enumerate(lines, 1):
+                try:
+                    if line.strip():
+                        json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"corrections file {path}: line {number} is not valid JSON ({error.msg}); "
+                                     "fix or remove that line before appending to it") from None
+            with path.open("rb") as file:
+                file.seek(-1, os.SEEK_END)
+                if file.read(1) != b"\n":
+                    raise ValueError(f"corrections file {path} does not end with a newline (cut short?); "
+                                     "fix its last line before appending to it")
 
     def append(self, source: str, translation: str) -> None:
         row = {"translation": {self.source_lang: source, self.target_lang: translation}}
@@ -98,7 +138,6 @@ class CorrectionLog:
     def __len__(self) -> int:
         if not self.path.is_file():
             return 0
-        # records end at "\n" only (see data.jsonl); counted, not parsed, so one bad line never breaks the page
         return sum(1 for line in self.path.read_text("utf-8").split("\n") if line.strip())
 
 
@@ -117,13 +156,47 @@ def read_sources(path: str | os.PathLike, source_lang: str) -> list[str]:
     """Sentences to translate: a plain text file (one per line) or JSON Lines in any layout the recipe
     reads (`translation.<lang>`, `<lang>`, or `source`)."""
     path = Path(path)
-    if path.suffix not in (".jsonl", ".json"):
-        return [line.strip() for line in path.read_text("utf-8").split("\n") if line.strip()]
+    if path.is_dir():
+        raise ValueError(f"--source_file {path} is a folder; give a text or JSON Lines file")
+    try:
+        text = path.read_text("utf-8")
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[:error.start].count(b"\n") + 1
+        raise ValueError(f"{path}: line {line}: bytes are not valid UTF-8; convert the file to UTF-8") from None
+    json_lines = path.suffix in (".jsonl", ".json")
     sources = []
-    for number, row in enumerate(read_json_lines(path), 1):
-        row = row.get("translation", row)
-        text = row.get(source_lang, row.get("source"))
-        if not isinstance(text, str):
-            raise ValueError(f"{path}:{number}: no {source_lang!r} or 'source' text")
-        sources.append(text)
+    for number, line in enumerate(text.split("\n"), 1):  # numbered as an editor shows them
+        if not line.strip():
+            continue
+        source = _source_of(line, path, number, source_lang) if json_lines else line
+        sources.append(clean_source(source, f"{path}: line {number}"))
     return sources
+
+
+def clean_source(text: str, where: str) -> str:
+    """A queued source sentence with its whitespace collapsed, or ValueError naming `where` it came from:
+    too long for the model's inputs, or not valid Unicode (a JSON escape of half a surrogate pair)."""
+    source = " ".join(text.split())
+    if len(source) > MAX_SOURCE_CHARS:
+        raise ValueError(f"{where}: the sentence is {len(source)} characters long; at most {MAX_SOURCE_CHARS} "
+                         "(split it)")
+    try:
+        source.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{where}: the sentence holds a lone surrogate; give valid Unicode") from None
+    return source
+
+
+def _source_of(line: str, path: Path, number: int, source_lang: str) -> str:
+    """The source text of one JSON Lines row of `read_sources`."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: line {number}, column {error.colno}: not valid JSON ({error.msg})") from None
+    if isinstance(row, dict) and isinstance(row.get("translation"), dict):
+        row = row["translation"]
+    text = row.get(source_lang, row.get("source")) if isinstance(row, dict) else None
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"{path}: line {number}: expected an object with a {source_lang!r} (or 'source', or "
+                         f"'translation.{source_lang}') text, got {line.strip()[:60]}")
+    return text
