@@ -406,7 +406,7 @@ def test_start_up_refuses_a_corrections_path_that_cannot_be_appended_to(tmp_path
     assert "is a folder" in startup_error(tmp_path, capsys, "--corrections", str(tmp_path))
     cut = tmp_path / "cut.jsonl"
     cut.write_text('{"translation": {"en": "a", "es": "b"}}\n{"translation": {"en"')
-    assert f"{cut}: line 2 is not valid JSON" in startup_error(tmp_path, capsys, "--corrections", str(cut))
+    assert f"{cut}: line 2, column" in startup_error(tmp_path, capsys, "--corrections", str(cut))
     unfinished = tmp_path / "unfinished.jsonl"
     unfinished.write_text('{"translation": {"en": "a", "es": "b"}}')
     assert "does not end with a newline" in startup_error(tmp_path, capsys, "--corrections", str(unfinished))

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from ..data.errors import DataError
+from ..data.jsonl import read_json_lines
 from .api_fields import MAX_TEXT_CHARS as MAX_SOURCE_CHARS
 from .engine import Completion, CompletionEngine
 
@@ -110,17 +112,13 @@ class CorrectionLog:
             raise ValueError(f"corrections file {path}: {writable} is not writable; give another --corrections path")
         if path.is_file() and path.stat().st_size:
             try:
-                lines = path.read_text("utf-8").split("\n")  # not splitlines(): U+2028 may be inside a sentence
+                read_json_lines(path)
             except UnicodeDecodeError:
                 raise ValueError(f"corrections file {path} is not UTF-8 text; give another --corrections path") \
                     from None
-            for number, line in enumerate(lines, 1):
-                try:
-                    if line.strip():
-                        json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise ValueError(f"corrections file {path}: line {number} is not valid JSON ({error.msg}); "
-                                     "fix or remove that line before appending to it") from None
+            except DataError as error:
+                raise ValueError(f"corrections file {error} Fix or remove that line before appending to it.") \
+                    from None
             with path.open("rb") as file:
                 file.seek(-1, os.SEEK_END)
                 if file.read(1) != b"\n":
@@ -138,6 +136,7 @@ class CorrectionLog:
     def __len__(self) -> int:
         if not self.path.is_file():
             return 0
+        # records end at "\n" only (see data.jsonl); counted, not parsed, so one bad line never breaks the page
         return sum(1 for line in self.path.read_text("utf-8").split("\n") if line.strip())
 
 
