@@ -231,12 +231,16 @@ def test_samples_are_read_as_json_lines_split_at_newlines_only(tmp_path):
         cli_main(["card", str(root)])
 
 
-def test_no_json_lines_file_in_the_package_is_read_with_splitlines():
-    """One reader for JSON Lines (`data.jsonl.read_json_lines`); `splitlines()` cuts records at U+2028."""
+def test_no_file_in_the_package_is_read_with_splitlines():
+    """One reader for JSON Lines (`data.jsonl.read_json_lines`); `read_text().splitlines()` cuts records at U+2028."""
+    import ast
     from pathlib import Path
 
     package = Path(__file__).resolve().parents[1] / "bigmodel_hf"
-    offenders = [f"{path.name}:{number}" for path in package.rglob("*.py")
-                 for number, line in enumerate(path.read_text("utf-8").split("\n"), 1)
-                 if "splitlines()" in line and "read_text" in line]
+    offenders = [f"{path.name}:{node.lineno}" for path in package.rglob("*.py")
+                 for node in ast.walk(ast.parse(path.read_text("utf-8")))
+                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                 and node.func.attr == "splitlines" and isinstance(node.func.value, ast.Call)
+                 and isinstance(node.func.value.func, ast.Attribute)
+                 and node.func.value.func.attr in ("read_text", "read")]
     assert offenders == []
