@@ -22,7 +22,7 @@ from bigmodel_hf.training.translation import (
     build_model, build_tokenizer, build_translation_trainer, load_parallel_data, parse_translation_config,
     run_translation,
 )
-from bigmodel_hf.training.validation import ConfigError
+from bigmodel_hf.training.setting_checks import ConfigError
 from tiny_runs import flags
 
 TINY_MODEL = "d_model=32,ffn_dim=64,encoder_layers=1,decoder_layers=1,num_attention_heads=2"

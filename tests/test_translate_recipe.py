@@ -12,7 +12,7 @@ import yaml
 from transformers import AutoModelForSeq2SeqLM, MarianConfig, MarianMTModel
 
 from bigmodel_hf.tokenization import train_translation_tokenizer
-from bigmodel_hf.training.generation import translate_texts
+from bigmodel_hf.decoding import translate_texts
 from bigmodel_hf.training.translation import parse_translation_config, run_translation
 from tiny_runs import flags
 from two_processes import run_in_two_cpu_processes

@@ -34,7 +34,7 @@ from .arguments import (
 )
 from .config import RENAMED_KEYS, RunConfig, parse_run_config
 from .defaults import LM_DEFAULTS, TRANSLATION_DEFAULTS, environment_defaults
-from .validation import ConfigError
+from .setting_checks import ConfigError
 
 __all__ = [
     "LM_DEFAULTS",

@@ -126,6 +126,11 @@ class RunArguments:
         default=4, metadata={"help": "Sample translations/generations logged at each evaluation."}
     )
     plot: bool = field(default=True, metadata={"help": "Write a PNG of loss and metric curves to the output dir."})
+    data_note: str | None = field(
+        default=None,
+        metadata={"help": "What a user of the model must know about its training data (origin, register, domain): "
+                          "one or two sentences for the model card's limitations."},
+    )
     allow_data_change: bool = field(
         default=False,
         metadata={"help": "Resume a checkpoint on training data other than it was trained on (otherwise refused); "

@@ -36,10 +36,10 @@ from ..data import load_translation_dataset
 from ..tokenization import load_pretrained_tokenizer
 from .config import RunConfig, parse_run_config
 from .defaults import TRANSLATION_DEFAULTS
-from .output import OutputLayout
+from ..output_layout import OutputLayout
 from .rerun import check_output_dir
 from .translation import TRANSLATION_ARGUMENT_TYPES, parse_translation_config, run_translation
-from .validation import ConfigError
+from .setting_checks import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 from .defaults import environment_defaults
-from .validation import ConfigError, advisories, check_values
+from .setting_checks import ConfigError, advisories, check_values
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from ..data import DataError
 from .checkpoints import complete_checkpoints
 from .guards import CheckpointSaveError, NonFiniteLossError, TrainingInterrupted
 from .integrity import IncompleteCheckpointError
-from .validation import ConfigError
+from .setting_checks import ConfigError
 
 # Errors whose message already names the problem and the fix: printed without a traceback, exit status 1.
 CLEAR_ERRORS = (ConfigError, DataError, IncompleteCheckpointError, NonFiniteLossError, CheckpointSaveError)

@@ -31,7 +31,7 @@ from .translation import (
     TRANSLATION_ARGUMENT_TYPES, build_model, build_tokenizer, build_translation_trainer, check_model_settings,
     load_parallel_data,
 )
-from .validation import ConfigError
+from .setting_checks import ConfigError
 
 
 @dataclass

@@ -23,13 +23,13 @@ from ..tokenization import load_pretrained_tokenizer
 from .arguments import ModelArguments, RunArguments
 from .checkpoints import list_checkpoints, resolve_resume_checkpoint
 from .config import RunConfig
-from .output import OutputLayout
+from ..output_layout import OutputLayout
 from .rerun import (
     check_output_dir, check_same_data, check_same_model, data_fingerprint, finished_without_checkpoints,
     record_data_fingerprint,
 )
 from .run_info import describe_run
-from .validation import ConfigError
+from .setting_checks import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +152,22 @@ def preset_config(model_args, tokenizer, **fixed) -> BigModelConfig:
 
 def capped(dataset, max_samples):
     return dataset if max_samples is None else dataset.select(range(min(max_samples, len(dataset))))
+
+
+def take_over_trainer_push(training_args) -> dict | None:
+    """For the recipes: if the run asked for `--push_to_hub`, turn the Trainer's own push off and return
+    the keyword arguments of `push_output_dir` for after the final evaluation (None otherwise).
+
+    The Trainer would upload the whole output directory as it goes (data copies, predictions,
+    `training_args.bin`); `push_output_dir` sends only what `hub.plan_upload` lists, once, with the card.
+    Call before building the Trainer.
+    """
+    if not training_args.push_to_hub:
+        return None
+    training_args.push_to_hub = False
+    return dict(repo_id=training_args.hub_model_id or Path(training_args.output_dir).resolve().name,
+                token=training_args.hub_token, private=training_args.hub_private_repo,
+                revision=training_args.hub_revision)
 
 
 def finish_run(trainer, train_output, results: dict, started: float, push: dict | None, card: bool = True) -> None:

@@ -8,36 +8,34 @@ weights, or LoRA adapters with `--use_peft`), optionally converted into a BigMod
 """
 
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from torch.nn.utils.rnn import pad_sequence
 from transformers import AutoModelForCausalLM, TrainingArguments
 
-from ..batching import pack_lm_blocks
+from ..batching import LMBlockCollator, pack_lm_blocks
 from ..convert import convert_llama_model
 from ..data import load_lm_dataset
-from ..hub import take_over_trainer_push
 from ..metrics import perplexity_from_eval_prediction, sequence_nll_and_count, token_weighted_perplexity
-from ..metrics.perplexity import IGNORE_INDEX
 from ..modeling_bigmodel import BigModelForCausalLM
-from ..stdlib_corpus import write_stdlib_corpus
 from ..tokenization import check_tokenizer_matches_model, tokenize_lm_dataset, train_lm_tokenizer
 from .arguments import CausalLMArguments, ModelArguments, RunArguments, TextDataArguments
 from .callbacks import build_callbacks
+from .data_spec import resolve_data_spec
 from .config import RunConfig, parse_run_config
 from .defaults import LM_DEFAULTS
-from .generation import continue_texts
+from ..decoding import continue_texts
 from .lora import add_lora, save_lora_result
-from .output import OutputLayout
+from ..output_layout import OutputLayout
 from .rerun import completed_run
-from .runs import capped, check_model_settings, finish_run, preset_config, record_run, start_run, tokenizer_for_run
+from .runs import (
+    capped, check_model_settings, finish_run, preset_config, record_run, start_run, take_over_trainer_push,
+    tokenizer_for_run,
+)
 from .trainers import CausalLMTrainer
-from .validation import ConfigError
+from .setting_checks import ConfigError
 
 LM_ARGUMENT_TYPES = (ModelArguments, CausalLMArguments, TextDataArguments, RunArguments, TrainingArguments)
-STDLIB_DATASET = "stdlib_docs"  # `--dataset_name stdlib_docs`: Python's own docstrings (`bigmodel_hf.stdlib_corpus`)
 
 
 def parse_text_generation_config(argv=None, default_config=None) -> RunConfig:
@@ -72,20 +70,7 @@ def load_text_data(data: TextDataArguments, output_dir: str, seed: int, write_fi
 
     `write_files=False` (processes other than the main one) reads the stdlib corpus the main process wrote.
     """
-    if data.dataset_name and data.train_file:
-        raise ConfigError("Give either --dataset_name or --train_file (with --validation_file), not both.")
-    if data.dataset_name == STDLIB_DATASET:
-        corpus_dir = Path(output_dir) / "data"
-        if write_files:
-            write_stdlib_corpus(corpus_dir)
-        spec = {split: str(corpus_dir / f"{split}.jsonl") for split in ("train", "validation")}
-    elif data.train_file:
-        spec = {"train": data.train_file} | ({"validation": data.validation_file} if data.validation_file else {})
-    elif data.dataset_name:
-        spec = data.dataset_name
-    else:
-        raise ConfigError(f"Give --dataset_name (a Hub name, a local file or folder, or {STDLIB_DATASET!r}) "
-                          "or --train_file.")
+    spec = resolve_data_spec(data, "text-generation", output_dir, seed, write_files)
     raw = load_lm_dataset(spec, text_field=data.text_column, config_name=data.dataset_config_name,
                           validation_size=data.validation_split_percentage / 100 or None, seed=seed)
     raw["train"] = capped(raw["train"], data.max_train_samples)
@@ -128,23 +113,6 @@ def build_model(model_args: ModelArguments, lm: CausalLMArguments, tokenizer, bl
     if lm.use_peft:
         model = add_lora(model, lm.lora_r, lm.lora_alpha, lm.lora_dropout, lm.lora_target_modules)
     return model
-
-
-class BlockCollator:
-    """Packed blocks -> tensors. Training blocks all hold `block_size` tokens; the last validation block
-    may be shorter and is padded on the right (labels -100, attention 0), so no position shifts."""
-
-    def __init__(self, pad_token_id: int):
-        self.pad_token_id = pad_token_id
-
-    def __call__(self, features: list[dict]) -> dict:
-        ids = [torch.tensor(f["input_ids"]) for f in features]
-        return {
-            "input_ids": pad_sequence(ids, batch_first=True, padding_value=self.pad_token_id),
-            "labels": pad_sequence([torch.tensor(f["labels"]) for f in features], batch_first=True,
-                                   padding_value=IGNORE_INDEX),
-            "attention_mask": pad_sequence([torch.ones_like(i) for i in ids], batch_first=True, padding_value=0),
-        }
 
 
 def sample_prompts(texts, count: int, max_chars: int = 40) -> list[str]:
@@ -206,7 +174,7 @@ def build_lm_trainer(run_config: RunConfig, model, tokenizer, raw, blocks) -> Ca
 
     return CausalLMTrainer(
         model=model, args=args, train_dataset=blocks["train"], eval_dataset=blocks["validation"],
-        data_collator=BlockCollator(tokenizer.pad_token_id), processing_class=tokenizer,
+        data_collator=LMBlockCollator(tokenizer.pad_token_id), processing_class=tokenizer,
         compute_metrics=perplexity_from_eval_prediction, preprocess_logits_for_metrics=sequence_nll_and_count,
         max_tokens=data.max_tokens, wsd_decay_steps=lm.wsd_decay_steps,
         callbacks=build_callbacks(run, args, sampler(tokenizer, lm, args.seed), sample_prompts(

@@ -5,7 +5,6 @@ function of the parsed arguments, so tests and other entry points can reuse them
 """
 
 import time
-from pathlib import Path
 
 from safetensors import SafetensorError
 from transformers import AutoModelForSeq2SeqLM, Seq2SeqTrainingArguments
@@ -13,35 +12,33 @@ from transformers import AutoModelForSeq2SeqLM, Seq2SeqTrainingArguments
 from ..batching import make_seq2seq_collator
 from ..data import clean_translation_dataset, load_translation_dataset
 from ..metrics import corpus_translation_scores
-from ..hub import take_over_trainer_push
 from ..modeling_bigmodel import BigModelForSeq2SeqLM
 from ..pretrained import record_source_prefix
 from ..subword_regularization import TEXT_COLUMNS, SubwordDropoutCollator, dropout_tokenizer, with_text_columns
 from ..tokenization import check_tokenizer_matches_model, tokenize_translation_dataset, train_translation_tokenizer
-from ..toy_data import write_toy_translation_corpus
 from .arguments import ModelArguments, RunArguments, TokenizerArguments, TranslationDataArguments
 from .callbacks import build_callbacks, wall_clock_report
+from .data_spec import resolve_data_spec
 from .checkpoints import average_last_checkpoints, list_checkpoints, load_weights
 from .config import RunConfig, parse_run_config
 from .defaults import TRANSLATION_DEFAULTS
 from .evaluation import TranslationMetrics, length_sorted_subset
-from .generation import translate_texts
-from .output import strip_metric_prefix
+from ..decoding import max_new_tokens_of, translate_texts
+from ..output_layout import strip_metric_prefix
 from .precision import short_sequence_bf16_attention
 from .runs import (
     capped, check_model_settings, dropout_settings, finish_run, parse_config_overrides, preset_config, record_run,
-    start_run, tokenizer_for_run,
+    start_run, take_over_trainer_push, tokenizer_for_run,
 )
 from .rerun import completed_run
 from .trainers import TranslationTrainer
-from .validation import ConfigError
+from .setting_checks import ConfigError
 
 __all__ = ["parse_config_overrides", "parse_translation_config", "run_translation"]
 
 TRANSLATION_ARGUMENT_TYPES = (
     ModelArguments, TokenizerArguments, TranslationDataArguments, RunArguments, Seq2SeqTrainingArguments,
 )
-TOY_DATASET = "toy_en_es"  # `--dataset_name toy_en_es`: the synthetic corpus of `bigmodel_hf.toy_data`
 
 
 def parse_translation_config(argv=None, default_config=None) -> RunConfig:
@@ -51,28 +48,14 @@ def parse_translation_config(argv=None, default_config=None) -> RunConfig:
 def load_parallel_data(data: TranslationDataArguments, output_dir: str, seed: int, write_files: bool = True):
     """Raw `source`/`target` pairs with train/validation/test splits, cleaned (report in the output dir).
 
-    `write_files=False` (processes other than the main one) reads the toy corpus the main process wrote.
+    `write_files=False` (processes other than the main one) reads the built-in corpus the main process wrote.
     """
-    if data.dataset_name and data.train_file:
-        raise ConfigError("Give either --dataset_name or --train_file (with --validation_file/--test_file), not both.")
-    if data.dataset_name == TOY_DATASET:
-        toy_dir = Path(output_dir) / "data"
-        if write_files:
-            write_toy_translation_corpus(toy_dir, seed=seed)
-        spec = {split: str(toy_dir / f"{split}.jsonl") for split in ("train", "validation", "test")}
-    elif data.train_file:
-        spec = {"train": data.train_file, "validation": data.validation_file, "test": data.test_file}
-        spec = {split: path for split, path in spec.items() if path}
-    elif data.dataset_name:
-        spec = data.dataset_name
-    else:
-        raise ConfigError(f"Give --dataset_name (a Hub name, a local file or folder, or {TOY_DATASET!r}) or --train_file.")
+    spec = resolve_data_spec(data, "translation", output_dir, seed, write_files)
     raw = load_translation_dataset(
         spec, src_lang=data.source_lang, tgt_lang=data.target_lang, config_name=data.dataset_config_name,
         validation_size=0.02, seed=seed,
     )
-    if data.max_train_samples is not None:
-        raw["train"] = raw["train"].select(range(min(data.max_train_samples, len(raw["train"]))))
+    raw["train"] = capped(raw["train"], data.max_train_samples)
     if data.clean_data:
         raw, _report = clean_translation_dataset(raw, report_dir=output_dir)
     if data.source_prefix:
@@ -189,7 +172,7 @@ def build_translation_trainer(run_config: RunConfig, model, tokenizer, raw, toke
     model.generation_config.max_length = args.generation_max_length or data.max_target_length + 1
 
     def generate_samples(model, texts):
-        return translate_texts(model, tokenizer, texts, max_new_tokens=model.generation_config.max_length - 1)
+        return translate_texts(model, tokenizer, texts, max_new_tokens=max_new_tokens_of(model.generation_config))
 
     collator, train_dataset, keep_columns = make_seq2seq_collator(tokenizer, model), tokenized["train"], ()
     bpe_dropout = run_config.get(TokenizerArguments).bpe_dropout
