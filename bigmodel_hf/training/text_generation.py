@@ -29,13 +29,15 @@ from .lora import add_lora, save_lora_result
 from ..output_layout import OutputLayout
 from .rerun import completed_run
 from .runs import (
-    capped, check_model_settings, finish_run, preset_config, record_run, start_run, take_over_trainer_push,
+    capped, check_model_settings, finish_run, record_run, sized_to_tokenizer, start_run, take_over_trainer_push,
     tokenizer_for_run,
 )
 from .trainers import CausalLMTrainer
 from .setting_checks import ConfigError
 
-LM_ARGUMENT_TYPES = (ModelArguments, CausalLMArguments, TextDataArguments, RunArguments, TrainingArguments)
+LM_ARGUMENT_TYPES = dict(
+    model=ModelArguments, lm=CausalLMArguments, data=TextDataArguments, run=RunArguments, training=TrainingArguments,
+)
 
 
 def parse_text_generation_config(argv=None, default_config=None) -> RunConfig:
@@ -46,7 +48,7 @@ def parse_text_generation_config(argv=None, default_config=None) -> RunConfig:
 
 def check_lm_settings(run_config: RunConfig) -> None:
     """Combinations of LM settings that cannot work, refused before anything is built."""
-    model_args, lm, _, _, args = run_config
+    model_args, lm, args = run_config.model, run_config.lm, run_config.training
     pretrained = bool(model_args.model_name_or_path)
     problems = [
         (lm.convert_to_bigmodel and not pretrained,
@@ -87,8 +89,9 @@ def build_tokenizer(model_args: ModelArguments, lm: CausalLMArguments, raw, trai
     return tokenizer
 
 
-def build_model(model_args: ModelArguments, lm: CausalLMArguments, tokenizer, block_size: int):
-    """A pretrained causal LM (converted into a BigModel on request), or a new decoder-only BigModel."""
+def build_model(model_args: ModelArguments, lm: CausalLMArguments, tokenizer, block_size: int, config=None):
+    """A pretrained causal LM (converted into a BigModel on request), or a new decoder-only BigModel of the
+    run's `config` (see `check_model_settings`; built here when not given) sized to the tokenizer."""
     if model_args.model_name_or_path:
         model = AutoModelForCausalLM.from_pretrained(
             model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code,
@@ -100,7 +103,8 @@ def build_model(model_args: ModelArguments, lm: CausalLMArguments, tokenizer, bl
                                   f"{model_args.model_name_or_path} is {model.config.model_type!r}.")
             model = convert_llama_model(model).train()
     else:
-        model = BigModelForCausalLM(preset_config(model_args, tokenizer, is_encoder_decoder=False))
+        config = config if config is not None else check_model_settings(model_args, is_encoder_decoder=False)
+        model = BigModelForCausalLM(sized_to_tokenizer(config, tokenizer, model_args))
     positions = getattr(model.config, "max_position_embeddings", None)
     if positions is not None and block_size > positions:
         raise ConfigError(f"block_size {block_size} exceeds the model's max_position_embeddings {positions}; "
@@ -133,10 +137,11 @@ def sample_prompts(texts, count: int, max_chars: int = 40) -> list[str]:
 def run_text_generation(run_config: RunConfig) -> dict:
     """Train and evaluate; returns the `eval_results.json` content. Writes the output directory layout."""
     started = time.perf_counter()
-    model_args, lm, data, run, args = run_config
+    model_args, lm, data, run, args = (run_config.model, run_config.lm, run_config.data, run_config.run,
+                                       run_config.training)
     expected = check_model_settings(model_args, is_encoder_decoder=False)
     # run_config.yaml once the inputs have loaded; first, may this command continue what output_dir holds?
-    layout, resume = start_run(run_config, args, record=False, model_config=expected, data=data)
+    layout, resume = start_run(run_config, model_config=expected, data=data)
     if finished := completed_run(resume, args):
         print(finished)
         return layout.read_eval_results()
@@ -144,8 +149,8 @@ def run_text_generation(run_config: RunConfig) -> dict:
     with args.main_process_first(desc="loading data"):
         raw = load_text_data(data, args.output_dir, args.seed, write_files=args.should_save)
     tokenizer = build_tokenizer(model_args, lm, raw, args, resuming=resume is not None)
-    model = build_model(model_args, lm, tokenizer, data.block_size)
-    record_run(run_config, args, data)
+    model = build_model(model_args, lm, tokenizer, data.block_size, expected)
+    record_run(run_config, data)
     tokenized = tokenize_lm_dataset(raw, tokenizer, num_proc=data.preprocessing_num_workers)
     blocks = {split: capped(pack_lm_blocks(documents, data.block_size, eos_token_id=tokenizer.eos_token_id,
                                            drop_remainder=split == "train"),
@@ -169,7 +174,7 @@ def run_text_generation(run_config: RunConfig) -> dict:
 
 def build_lm_trainer(run_config: RunConfig, model, tokenizer, raw, blocks) -> CausalLMTrainer:
     """The Trainer: token-weighted validation perplexity, sampled continuations, plot, early stopping."""
-    _, lm, data, run, args = run_config
+    lm, data, run, args = run_config.lm, run_config.data, run_config.run, run_config.training
     args.label_names = args.label_names or ["labels"]  # a PeftModel's forward hides them from the Trainer
 
     return CausalLMTrainer(

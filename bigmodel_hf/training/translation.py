@@ -16,7 +16,9 @@ from ..modeling_bigmodel import BigModelForSeq2SeqLM
 from ..pretrained import record_source_prefix
 from ..subword_regularization import TEXT_COLUMNS, SubwordDropoutCollator, dropout_tokenizer, with_text_columns
 from ..tokenization import check_tokenizer_matches_model, tokenize_translation_dataset, train_translation_tokenizer
-from .arguments import ModelArguments, RunArguments, TokenizerArguments, TranslationDataArguments
+from .arguments import (
+    ModelArguments, RunArguments, TokenizerArguments, TranslationDataArguments, parse_config_overrides,
+)
 from .callbacks import build_callbacks, wall_clock_report
 from .data_spec import resolve_data_spec
 from .checkpoints import average_last_checkpoints, list_checkpoints, load_weights
@@ -27,8 +29,8 @@ from ..decoding import max_new_tokens_of, translate_texts
 from ..output_layout import strip_metric_prefix
 from .precision import short_sequence_bf16_attention
 from .runs import (
-    capped, check_model_settings, dropout_settings, finish_run, parse_config_overrides, preset_config, record_run,
-    start_run, take_over_trainer_push, tokenizer_for_run,
+    capped, check_model_settings, dropout_settings, finish_run, record_run, sized_to_tokenizer, start_run,
+    take_over_trainer_push, tokenizer_for_run,
 )
 from .rerun import completed_run
 from .trainers import TranslationTrainer
@@ -36,13 +38,14 @@ from .setting_checks import ConfigError
 
 __all__ = ["parse_config_overrides", "parse_translation_config", "run_translation"]
 
-TRANSLATION_ARGUMENT_TYPES = (
-    ModelArguments, TokenizerArguments, TranslationDataArguments, RunArguments, Seq2SeqTrainingArguments,
+TRANSLATION_ARGUMENT_TYPES = dict(
+    model=ModelArguments, tokenizer=TokenizerArguments, data=TranslationDataArguments, run=RunArguments,
+    training=Seq2SeqTrainingArguments,
 )
 
 
-def parse_translation_config(argv=None, default_config=None) -> RunConfig:
-    return parse_run_config(TRANSLATION_ARGUMENT_TYPES, argv, TRANSLATION_DEFAULTS, default_config)
+def parse_translation_config(argv=None, default_config=None, values=None) -> RunConfig:
+    return parse_run_config(TRANSLATION_ARGUMENT_TYPES, argv, TRANSLATION_DEFAULTS, default_config, values)
 
 
 def load_parallel_data(data: TranslationDataArguments, output_dir: str, seed: int, write_files: bool = True):
@@ -89,8 +92,9 @@ def build_tokenizer(model_args: ModelArguments, tok_args: TokenizerArguments, ra
                           "tokenizer_config.json, config.json, as save_pretrained writes them).") from error
 
 
-def build_model(model_args: ModelArguments, tokenizer):
-    """A pretrained seq2seq checkpoint (ours or stock), or a new BigModel from a preset sized to the tokenizer.
+def build_model(model_args: ModelArguments, tokenizer, config=None):
+    """A pretrained seq2seq checkpoint (ours or stock), or a new BigModel of the run's `config` (see
+    `check_model_settings`; built here when not given) sized to the tokenizer.
 
     A checkpoint is read from safetensors only, unless `load_legacy_bin` allows a pickled `pytorch_model.bin`.
     """
@@ -117,7 +121,8 @@ def build_model(model_args: ModelArguments, tokenizer):
                 "Use the tokenizer the model was trained with (leave --tokenizer_name unset)."
             )
         return model
-    model = BigModelForSeq2SeqLM(preset_config(model_args, tokenizer))
+    config = config if config is not None else check_model_settings(model_args)
+    model = BigModelForSeq2SeqLM(sized_to_tokenizer(config, tokenizer, model_args))
     check_tokenizer_matches_model(tokenizer, model.config)
     return model
 
@@ -125,20 +130,20 @@ def build_model(model_args: ModelArguments, tokenizer):
 def run_translation(run_config: RunConfig) -> dict:
     """Train and evaluate; returns the `eval_results.json` content. Writes the output directory layout."""
     started = time.perf_counter()
-    model_args, tok_args, data, run, args = run_config
+    model_args, data, run, args = run_config.model, run_config.data, run_config.run, run_config.training
     expected = check_model_settings(model_args)
     # run_config.yaml once the inputs have loaded; first, may this command continue what output_dir holds?
-    layout, resume = start_run(run_config, args, record=False, model_config=expected, data=data)
+    layout, resume = start_run(run_config, model_config=expected, data=data)
     if finished := completed_run(resume, args):
         print(finished)
         return layout.read_eval_results()
     with args.main_process_first(desc="loading data"):
         raw = load_parallel_data(data, args.output_dir, args.seed, write_files=args.should_save)
-    tokenizer = build_tokenizer(model_args, tok_args, raw, args, resuming=resume is not None)
-    model = build_model(model_args, tokenizer)
+    tokenizer = build_tokenizer(model_args, run_config.tokenizer, raw, args, resuming=resume is not None)
+    model = build_model(model_args, tokenizer, expected)
     # saved with the model, so `Translator` and transformers-only users put it before sources too
     record_source_prefix(model.config, data.source_prefix, data.source_lang, data.target_lang)
-    record_run(run_config, args, data)
+    record_run(run_config, data)
     tokenized = tokenize_translation_dataset(
         raw, tokenizer, max_source_length=data.max_source_length, max_target_length=data.max_target_length,
         num_proc=data.preprocessing_num_workers,
@@ -167,7 +172,7 @@ def run_translation(run_config: RunConfig) -> dict:
 def build_translation_trainer(run_config: RunConfig, model, tokenizer, raw, tokenized,
                               trainer_class=TranslationTrainer) -> TranslationTrainer:
     """The Trainer: greedy validation on a capped length-sorted subset, samples, plot, early stopping."""
-    _, _, data, run, args = run_config.arguments[:5]
+    data, run, args = run_config.data, run_config.run, run_config.training
     # Seq2SeqTrainer pads generated ids to the generation config's max_length: keep it to what we decode.
     model.generation_config.max_length = args.generation_max_length or data.max_target_length + 1
 
@@ -175,7 +180,7 @@ def build_translation_trainer(run_config: RunConfig, model, tokenizer, raw, toke
         return translate_texts(model, tokenizer, texts, max_new_tokens=max_new_tokens_of(model.generation_config))
 
     collator, train_dataset, keep_columns = make_seq2seq_collator(tokenizer, model), tokenized["train"], ()
-    bpe_dropout = run_config.get(TokenizerArguments).bpe_dropout
+    bpe_dropout = run_config.tokenizer.bpe_dropout
     if bpe_dropout:  # training side only: the collator re-encodes the text; evaluation keeps `tokenizer`
         collator = SubwordDropoutCollator(collator, dropout_tokenizer(tokenizer, bpe_dropout),
                                           data.max_source_length, data.max_target_length)
