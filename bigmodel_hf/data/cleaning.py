@@ -10,6 +10,7 @@ per-rule counts add up to the rows dropped. The report goes to the log (one line
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -65,42 +66,29 @@ def clean_translation_dataset(
     """
     if max_tokens is not None and tokenizer is None:
         raise ValueError("max_tokens needs a tokenizer; pass tokenizer= or use max_chars/max_words.")
-    settings = dict(normalization=normalization, max_chars=max_chars, max_words=max_words, max_tokens=max_tokens,
-                    tokenizer=getattr(tokenizer, "name_or_path", None) if tokenizer is not None else None,
-                    max_length_ratio=max_length_ratio, drop_copies=drop_copies, drop_duplicates=drop_duplicates,
-                    drop_eval_overlap=drop_eval_overlap, filter_splits=list(filter_splits))
+    limits = dict(max_chars=max_chars, max_words=max_words, max_tokens=max_tokens, max_length_ratio=max_length_ratio,
+                  drop_copies=drop_copies, drop_duplicates=drop_duplicates)
+    settings = cleaning_settings(normalization=normalization, tokenizer=tokenizer, drop_eval_overlap=drop_eval_overlap,
+                                 filter_splits=filter_splits, **limits)
     normalized = {split: _normalize_split(ds, normalization) for split, ds in dataset.items()}
 
-    eval_pairs: set = set()
+    eval_hashes: set[int] = set()
     if drop_eval_overlap:
         for split, (src, tgt) in normalized.items():
             if split != "train":
-                eval_pairs.update(zip(src, tgt))
+                eval_hashes.update(map(pair_hash, src, tgt))
 
     cleaned, report = {}, {"settings": settings, "splits": {}}
     for split, ds in dataset.items():
         src, tgt = normalized[split]
         full = split in filter_splits
-        reasons = _drop_reasons(src, tgt, tokenizer if full else None, full,
-                                max_chars, max_words, max_tokens, max_length_ratio, drop_copies, drop_duplicates,
-                                eval_pairs if (full and split == "train") else set())
+        rules = PairRules(full=full, tokenizer=tokenizer if full else None,
+                          eval_hashes=eval_hashes if (full and split == "train") else frozenset(), **limits)
+        reasons = rules.reasons(src, tgt)
         keep = [i for i, reason in enumerate(reasons) if reason is None]
-        dropped = {rule: 0 for rule in RULES}
-        examples: dict[str, list] = {}
-        for i, reason in enumerate(reasons):
-            if reason is not None:
-                dropped[reason] += 1
-                shown = examples.setdefault(reason, [])
-                if len(shown) < _EXAMPLES_PER_RULE:
-                    shown.append([src[i][:200], tgt[i][:200]])
-        stats = {"rows_in": len(src), "rows_out": len(keep), "dropped": dropped, "examples": examples}
-        report["splits"][split] = stats
-        logger.info("cleaning %s: %d -> %d rows; dropped %s", split, len(src), len(keep),
-                    " ".join(f"{rule}={n}" for rule, n in dropped.items()))
-        if not keep:
-            raise DataError(f"split {split!r} is empty after cleaning ({len(src)} rows in; dropped "
-                            f"{_nonzero(dropped)}). Check the data or relax the limits (max_chars, max_words, "
-                            "max_tokens, max_length_ratio).")
+        tally = SplitTally()
+        tally.add(src, tgt, reasons)
+        report["splits"][split] = tally.finish(split)
         out = Dataset.from_dict({"source": [src[i] for i in keep], "target": [tgt[i] for i in keep]})
         extra = [c for c in ds.column_names if c not in ("source", "target")]
         if extra:
@@ -110,10 +98,69 @@ def clean_translation_dataset(
         cleaned[split] = out
 
     if report_dir is not None:
-        path = Path(report_dir)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / REPORT_NAME).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_cleaning_report(report, report_dir)
     return DatasetDict(cleaned), report
+
+
+def cleaning_settings(*, normalization="NFC", max_chars=1000, max_words=None, max_tokens=None, tokenizer=None,
+                      max_length_ratio=3.0, drop_copies=True, drop_duplicates=True, drop_eval_overlap=True,
+                      filter_splits=("train",)) -> dict:
+    """The settings block of a cleaning report."""
+    return dict(normalization=normalization, max_chars=max_chars, max_words=max_words, max_tokens=max_tokens,
+                tokenizer=getattr(tokenizer, "name_or_path", None) if tokenizer is not None else None,
+                max_length_ratio=max_length_ratio, drop_copies=drop_copies, drop_duplicates=drop_duplicates,
+                drop_eval_overlap=drop_eval_overlap, filter_splits=list(filter_splits))
+
+
+def write_cleaning_report(report: dict, report_dir: str | Path) -> None:
+    path = Path(report_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / REPORT_NAME).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def pair_hash(source: str, target: str) -> int:
+    """An 8-byte hash of a normalised pair: duplicates are found by it, so memory grows by bytes per pair."""
+    # "\0" cannot occur in normalised text (normalize_text removes it), so the join is unambiguous
+    return int.from_bytes(hashlib.blake2b(f"{source}\0{target}".encode(), digest_size=8).digest(), "little")
+
+
+def normalize_pairs(sources, targets, form: str | None = "NFC") -> tuple[list[str], list[str]]:
+    return [normalize_text(s, form) for s in sources], [normalize_text(t, form) for t in targets]
+
+
+class SplitTally:
+    """Rows in/out, drops per rule and a few examples of each, added batch by batch."""
+
+    def __init__(self, state: dict | None = None):
+        state = state or {}
+        self.rows_in, self.rows_out = state.get("rows_in", 0), state.get("rows_out", 0)
+        self.dropped = dict(state.get("dropped") or {rule: 0 for rule in RULES})
+        self.examples = {rule: list(shown) for rule, shown in (state.get("examples") or {}).items()}
+
+    def add(self, src, tgt, reasons) -> None:
+        self.rows_in += len(reasons)
+        for i, reason in enumerate(reasons):
+            if reason is None:
+                self.rows_out += 1
+                continue
+            self.dropped[reason] += 1
+            shown = self.examples.setdefault(reason, [])
+            if len(shown) < _EXAMPLES_PER_RULE:
+                shown.append([src[i][:200], tgt[i][:200]])
+
+    def as_dict(self) -> dict:
+        return {"rows_in": self.rows_in, "rows_out": self.rows_out, "dropped": dict(self.dropped),
+                "examples": {rule: list(shown) for rule, shown in self.examples.items()}}
+
+    def finish(self, split: str) -> dict:
+        """Log the split's line; `DataError` if nothing is left."""
+        logger.info("cleaning %s: %d -> %d rows; dropped %s", split, self.rows_in, self.rows_out,
+                    " ".join(f"{rule}={n}" for rule, n in self.dropped.items()))
+        if not self.rows_out:
+            raise DataError(f"split {split!r} is empty after cleaning ({self.rows_in} rows in; dropped "
+                            f"{_nonzero(self.dropped)}). Check the data or relax the limits (max_chars, max_words, "
+                            "max_tokens, max_length_ratio).")
+        return self.as_dict()
 
 
 def _nonzero(counts: dict) -> str:
@@ -125,7 +172,7 @@ def _normalize_split(ds: Dataset, form: str | None) -> tuple[list[str], list[str
     if missing:
         raise DataError(f"dataset lacks column(s) {missing} (has {ds.column_names}); "
                         "load it with load_translation_dataset.")
-    return ([normalize_text(s, form) for s in ds["source"]], [normalize_text(t, form) for t in ds["target"]])
+    return normalize_pairs(ds["source"], ds["target"], form)
 
 
 def _token_counts(tokenizer, texts: list[str]) -> list[int]:
@@ -136,33 +183,50 @@ def _token_counts(tokenizer, texts: list[str]) -> list[int]:
     return counts
 
 
-def _drop_reasons(src, tgt, tokenizer, full, max_chars, max_words, max_tokens, max_ratio, drop_copies,
-                  drop_duplicates, eval_pairs) -> list[str | None]:
-    if full and tokenizer is not None and max_tokens is not None:
-        src_tokens, tgt_tokens = _token_counts(tokenizer, src), _token_counts(tokenizer, tgt)
-    else:
-        src_tokens = tgt_tokens = None
-    seen: set = set()
-    reasons: list[str | None] = []
-    for i, (s, t) in enumerate(zip(src, tgt)):
-        reason = None
-        if not s or not t:
-            reason = "empty"
-        elif not full:
-            pass
-        elif ((max_chars is not None and max(len(s), len(t)) > max_chars)
-              or (max_words is not None and max(len(s.split()), len(t.split())) > max_words)
-              or (src_tokens is not None and max(src_tokens[i], tgt_tokens[i]) > max_tokens)):
-            reason = "too_long"
-        elif max_ratio is not None and max(len(s), len(t)) > max_ratio * min(len(s), len(t)):
-            reason = "length_ratio"
-        elif drop_copies and s == t:
-            reason = "copy"
-        elif drop_duplicates and (s, t) in seen:
-            reason = "duplicate"
-        elif (s, t) in eval_pairs:
-            reason = "eval_overlap"
-        if full and reason is None:
-            seen.add((s, t))
-        reasons.append(reason)
-    return reasons
+class PairRules:
+    """The rules of one split applied to normalised pairs, batch after batch in order: the first rule that
+    matches names the drop. Remembers the pairs kept so far (as `pair_hash`es) so `duplicate` spans batches.
+
+    `full=False` (evaluation splits) applies only `empty`.
+    """
+
+    def __init__(self, *, full: bool = True, tokenizer=None, max_chars: int | None = 1000, max_words: int | None = None,
+                 max_tokens: int | None = None, max_length_ratio: float | None = 3.0, drop_copies: bool = True,
+                 drop_duplicates: bool = True, eval_hashes=frozenset(), seen=()):
+        self.full, self.tokenizer = full, tokenizer
+        self.max_chars, self.max_words, self.max_tokens, self.max_ratio = max_chars, max_words, max_tokens, max_length_ratio
+        self.drop_copies, self.drop_duplicates, self.eval_hashes = drop_copies, drop_duplicates, eval_hashes
+        self.seen: set[int] = set(seen)
+
+    def reasons(self, src: list[str], tgt: list[str]) -> list[str | None]:
+        full, max_chars, max_words, max_tokens, max_ratio = (self.full, self.max_chars, self.max_words,
+                                                             self.max_tokens, self.max_ratio)
+        if full and self.tokenizer is not None and max_tokens is not None:
+            src_tokens, tgt_tokens = _token_counts(self.tokenizer, src), _token_counts(self.tokenizer, tgt)
+        else:
+            src_tokens = tgt_tokens = None
+        reasons: list[str | None] = []
+        for i, (s, t) in enumerate(zip(src, tgt)):
+            reason, key = None, None
+            if not s or not t:
+                reason = "empty"
+            elif not full:
+                pass
+            elif ((max_chars is not None and max(len(s), len(t)) > max_chars)
+                  or (max_words is not None and max(len(s.split()), len(t.split())) > max_words)
+                  or (src_tokens is not None and max(src_tokens[i], tgt_tokens[i]) > max_tokens)):
+                reason = "too_long"
+            elif max_ratio is not None and max(len(s), len(t)) > max_ratio * min(len(s), len(t)):
+                reason = "length_ratio"
+            elif self.drop_copies and s == t:
+                reason = "copy"
+            else:
+                key = pair_hash(s, t)
+                if self.drop_duplicates and key in self.seen:
+                    reason = "duplicate"
+                elif key in self.eval_hashes:
+                    reason = "eval_overlap"
+            if full and reason is None:
+                self.seen.add(key)
+            reasons.append(reason)
+        return reasons
