@@ -123,13 +123,17 @@ class StreamCleaner:
     """The map-style cleaning (`clean_translation_dataset`'s train rules, default limits) applied to a stream
     batch by batch, with its report so far."""
 
-    def __init__(self, eval_hashes=frozenset(), normalization: str | None = "NFC", state: dict | None = None):
+    def __init__(self, eval_hashes=frozenset(), normalization: str | None = "NFC", state: dict | None = None,
+                 enabled: bool = True):
         state = state or {}
-        self.normalization = normalization
+        self.normalization, self.enabled = normalization, enabled
         self.rules = PairRules(eval_hashes=eval_hashes, seen=np.asarray(state.get("seen", ()), dtype=np.uint64).tolist())
         self.tally = SplitTally(state.get("tally"))
 
     def clean(self, sources, targets) -> tuple[list[str], list[str]]:
+        if not self.enabled:  # --no_clean_data: the pairs as read, only counted
+            self.tally.add(sources, targets, [None] * len(sources))
+            return list(sources), list(targets)
         src, tgt = normalize_pairs(sources, targets, self.normalization)
         reasons = self.rules.reasons(src, tgt)
         self.tally.add(src, tgt, reasons)
@@ -150,9 +154,9 @@ def eval_pair_hashes(splits: dict) -> set[int]:
             for pair in zip(*normalize_pairs(split["source"], split["target"]))}
 
 
-def sample_pairs(stream: TranslationStream, size: int, eval_hashes=frozenset()) -> datasets.Dataset:
+def sample_pairs(stream: TranslationStream, size: int, eval_hashes=frozenset(), clean: bool = True) -> datasets.Dataset:
     """The first `size` cleaned pairs of the stream (what a tokenizer is trained on), as a small Dataset."""
-    cleaner, sources, targets = StreamCleaner(eval_hashes), [], []
+    cleaner, sources, targets = StreamCleaner(eval_hashes, enabled=clean), [], []
     for raw_src, raw_tgt in stream.batches():
         src, tgt = cleaner.clean(raw_src, raw_tgt)
         sources += src
@@ -172,7 +176,8 @@ class StreamingBatches(torch.utils.data.IterableDataset):
 
     def __init__(self, stream: TranslationStream, tokenizer, *, max_tokens: int | None, max_sentences: int | None = None,
                  max_source_length: int | None = None, max_target_length: int | None = None, source_prefix: str | None = None,
-                 buffer_size: int = 100_000, seed: int = 0, rank: int = 0, world_size: int = 1, eval_hashes=frozenset()):
+                 buffer_size: int = 100_000, seed: int = 0, rank: int = 0, world_size: int = 1, eval_hashes=frozenset(),
+                 clean: bool = True):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, {world_size})")
         if max_tokens is None and not max_sentences:
@@ -181,7 +186,7 @@ class StreamingBatches(torch.utils.data.IterableDataset):
         self.max_tokens, self.max_sentences = max_tokens or _NO_BUDGET, max_sentences
         self.max_source_length, self.max_target_length, self.source_prefix = max_source_length, max_target_length, source_prefix
         self.buffer_size, self.seed, self.rank, self.world_size = buffer_size, seed, rank, world_size
-        self.eval_hashes = eval_hashes
+        self.eval_hashes, self.clean = eval_hashes, clean
         self._position = {"epoch": 0, "chunk": 0, "row": 0, "taken": 0, "cleaner": None, "first_pass": None}
         self.first_pass_report: dict | None = None  # the cleaning report, once the stream has been read through
         self._cleaner: StreamCleaner | None = None
@@ -212,7 +217,7 @@ class StreamingBatches(torch.utils.data.IterableDataset):
             position.update(epoch=position["epoch"] + 1, chunk=0, row=0, taken=0, cleaner=None)
 
     def _epoch(self, position: dict):
-        cleaner = StreamCleaner(self.eval_hashes, state=position["cleaner"])
+        cleaner = StreamCleaner(self.eval_hashes, state=position["cleaner"], enabled=self.clean)
         self._cleaner = cleaner
         row, chunk = position["row"], position["chunk"]
         reader = self.stream.batches(start_row=row, batch_size=min(_READ_BATCH, self.buffer_size))

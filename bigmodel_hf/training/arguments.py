@@ -108,6 +108,22 @@ class TranslationDataArguments:
         metadata={"help": "Token budget per training batch per device (replaces per_device_train_batch_size)."},
     )
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+    streaming: bool = field(
+        default=False,
+        metadata={"help": "Stream the training pairs (a JSON Lines --train_file, or a --dataset_name the Hub streams) "
+                          "instead of preparing them up front: cleaned, tokenised and batched on the fly, in constant "
+                          "memory. Needs --max_steps and --validation_file."},
+    )
+    streaming_tokenizer_sample: int = field(
+        default=100_000,
+        metadata={"help": "With --streaming: a tokenizer trained from scratch learns from the first this many cleaned "
+                          "training pairs."},
+    )
+    streaming_buffer_size: int = field(
+        default=100_000,
+        metadata={"help": "With --streaming: cleaned pairs sorted into length buckets and batched together (more: "
+                          "less padding and better shuffling, more memory)."},
+    )
 
 
 @dataclass

@@ -6,6 +6,8 @@ function of the parsed arguments, so tests and other entry points can reuse them
 
 import time
 
+from datasets import DatasetDict
+
 from safetensors import SafetensorError
 from transformers import AutoModelForSeq2SeqLM, Seq2SeqTrainingArguments
 
@@ -35,6 +37,10 @@ from .runs import (
 from .rerun import completed_run
 from .trainers import TranslationTrainer
 from .setting_checks import ConfigError
+from .streamed_data import (
+    StreamPositionCallback, check_streaming_settings, load_streamed_parallel_data, restore_position, training_stream,
+    write_stream_report,
+)
 
 __all__ = ["parse_config_overrides", "parse_translation_config", "run_translation"]
 
@@ -132,29 +138,41 @@ def run_translation(run_config: RunConfig) -> dict:
     started = time.perf_counter()
     model_args, data, run, args = run_config.model, run_config.data, run_config.run, run_config.training
     expected = check_model_settings(model_args)
+    if data.streaming:
+        check_streaming_settings(data, args, run_config.tokenizer)
     # run_config.yaml once the inputs have loaded; first, may this command continue what output_dir holds?
     layout, resume = start_run(run_config, model_config=expected, data=data)
     if finished := completed_run(resume, args):
         print(finished)
         return layout.read_eval_results()
     with args.main_process_first(desc="loading data"):
-        raw = load_parallel_data(data, args.output_dir, args.seed, write_files=args.should_save)
+        if data.streaming:  # raw["train"]: only the tokenizer's sample; training reads the stream
+            raw, stream, eval_hashes = load_streamed_parallel_data(data, args.seed)
+        else:
+            raw = load_parallel_data(data, args.output_dir, args.seed, write_files=args.should_save)
     tokenizer = build_tokenizer(model_args, run_config.tokenizer, raw, args, resuming=resume is not None)
     model = build_model(model_args, tokenizer, expected)
     # saved with the model, so `Translator` and transformers-only users put it before sources too
     record_source_prefix(model.config, data.source_prefix, data.source_lang, data.target_lang)
     record_run(run_config, data)
     tokenized = tokenize_translation_dataset(
-        raw, tokenizer, max_source_length=data.max_source_length, max_target_length=data.max_target_length,
+        DatasetDict({split: ds for split, ds in raw.items() if split != "train"}) if data.streaming else raw, tokenizer, max_source_length=data.max_source_length, max_target_length=data.max_target_length,
         num_proc=data.preprocessing_num_workers,
     )
     push = take_over_trainer_push(args)  # pushed once at the end, with the card, instead of per checkpoint
-    trainer = build_translation_trainer(run_config, model, tokenizer, raw, tokenized)
+    streamed = training_stream(stream, tokenizer, data, args, eval_hashes) if data.streaming else None
+    trainer = build_translation_trainer(run_config, model, tokenizer, raw, tokenized, train_dataset=streamed)
+    if streamed is not None:
+        trainer.add_callback(StreamPositionCallback(streamed))
+        if resume:
+            restore_position(streamed, resume)
     with short_sequence_bf16_attention(model, args):
         train_output = trainer.train(resume_from_checkpoint=resume)
 
     results = {"training": {**trainer.training_tokens(), "steps": trainer.state.global_step,
                             "epochs": trainer.state.epoch, **wall_clock_report(trainer)}}
+    if streamed is not None and trainer.is_world_process_zero():
+        results["streaming"] = write_stream_report(streamed, args.output_dir, len(raw["train"]))
     if run.average_last_checkpoints > 1:
         results["checkpoint_averaging"] = keep_better_of_best_and_average(trainer, run.average_last_checkpoints)
     # The final decoding settings become the model's defaults, saved in generation_config.json.
@@ -170,8 +188,9 @@ def run_translation(run_config: RunConfig) -> dict:
 
 
 def build_translation_trainer(run_config: RunConfig, model, tokenizer, raw, tokenized,
-                              trainer_class=TranslationTrainer) -> TranslationTrainer:
-    """The Trainer: greedy validation on a capped length-sorted subset, samples, plot, early stopping."""
+                              trainer_class=TranslationTrainer, train_dataset=None) -> TranslationTrainer:
+    """The Trainer: greedy validation on a capped length-sorted subset, samples, plot, early stopping.
+    `train_dataset`: batches to train on instead of `tokenized["train"]` (a `StreamingBatches`)."""
     data, run, args = run_config.data, run_config.run, run_config.training
     # Seq2SeqTrainer pads generated ids to the generation config's max_length: keep it to what we decode.
     model.generation_config.max_length = args.generation_max_length or data.max_target_length + 1
@@ -179,7 +198,8 @@ def build_translation_trainer(run_config: RunConfig, model, tokenizer, raw, toke
     def generate_samples(model, texts):
         return translate_texts(model, tokenizer, texts, max_new_tokens=max_new_tokens_of(model.generation_config))
 
-    collator, train_dataset, keep_columns = make_seq2seq_collator(tokenizer, model), tokenized["train"], ()
+    collator, keep_columns = make_seq2seq_collator(tokenizer, model), ()
+    train_dataset = tokenized["train"] if train_dataset is None else train_dataset
     bpe_dropout = run_config.tokenizer.bpe_dropout
     if bpe_dropout:  # training side only: the collator re-encodes the text; evaluation keeps `tokenizer`
         collator = SubwordDropoutCollator(collator, dropout_tokenizer(tokenizer, bpe_dropout),
