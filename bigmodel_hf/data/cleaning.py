@@ -18,7 +18,8 @@ import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
-from datasets import Dataset, DatasetDict
+import numpy as np
+from datasets import Dataset, DatasetDict, Value
 
 from .errors import DataError
 
@@ -54,6 +55,7 @@ def clean_translation_dataset(
     drop_duplicates: bool = True,
     drop_eval_overlap: bool = True,
     filter_splits: Sequence[str] = ("train",),
+    num_proc: int | None = None,
 ) -> tuple[DatasetDict, dict]:
     """Normalise every split and filter `filter_splits`; return `(cleaned DatasetDict, report dict)`.
 
@@ -61,7 +63,7 @@ def clean_translation_dataset(
     `max_tokens` tokens of `tokenizer` (special tokens included); `None` disables a limit.
     `max_length_ratio` bounds longer/shorter side in characters. Splits outside `filter_splits` are
     normalised and only lose `empty` rows (a pair with an empty side cannot be scored). Raises
-    `DataError` if a split ends up empty. The report is `{"settings": ..., "splits": {split:
+    `DataError` if a split ends up empty. `num_proc` processes do the per-row work (the same result as one). The report is `{"settings": ..., "splits": {split:
     {"rows_in", "rows_out", "dropped": {rule: count}, "examples": {rule: [[src, tgt], ...]}}}}`.
     """
     if max_tokens is not None and tokenizer is None:
@@ -70,36 +72,55 @@ def clean_translation_dataset(
                   drop_copies=drop_copies, drop_duplicates=drop_duplicates)
     settings = cleaning_settings(normalization=normalization, tokenizer=tokenizer, drop_eval_overlap=drop_eval_overlap,
                                  filter_splits=filter_splits, **limits)
-    normalized = {split: _normalize_split(ds, normalization) for split, ds in dataset.items()}
-
+    # the per-row work (normalising, the rules that look at one pair, its hash) in parallel, in Arrow...
+    checked = {split: _check_rows(ds, split, normalization, split in filter_splits, tokenizer, limits, num_proc)
+               for split, ds in dataset.items()}
     eval_hashes: set[int] = set()
     if drop_eval_overlap:
-        for split, (src, tgt) in normalized.items():
+        for split, ds in checked.items():
             if split != "train":
-                eval_hashes.update(map(pair_hash, src, tgt))
+                eval_hashes.update(ds.with_format("arrow")[_HASH].to_numpy().tolist())
 
+    # ... then, in order, what depends on the rows before: duplicates and the overlap with evaluation splits
     cleaned, report = {}, {"settings": settings, "splits": {}}
-    for split, ds in dataset.items():
-        src, tgt = normalized[split]
+    for split, ds in checked.items():
         full = split in filter_splits
-        rules = PairRules(full=full, tokenizer=tokenizer if full else None,
-                          eval_hashes=eval_hashes if (full and split == "train") else frozenset(), **limits)
-        reasons = rules.reasons(src, tgt)
+        rules = PairRules(full=full, eval_hashes=eval_hashes if (full and split == "train") else frozenset(), **limits)
+        columns = ds.with_format("arrow")
+        reasons = rules.resolve(columns[_REASON].to_pylist(), columns[_HASH].to_numpy().tolist())
         keep = [i for i, reason in enumerate(reasons) if reason is None]
         tally = SplitTally()
-        tally.add(src, tgt, reasons)
+        tally.add(ds["source"], ds["target"], reasons)
         report["splits"][split] = tally.finish(split)
-        out = Dataset.from_dict({"source": [src[i] for i in keep], "target": [tgt[i] for i in keep]})
-        extra = [c for c in ds.column_names if c not in ("source", "target")]
-        if extra:
-            kept = ds.select(keep)
-            for column in extra:
-                out = out.add_column(column, list(kept[column]), feature=ds.features[column])
-        cleaned[split] = out
+        extra = [c for c in dataset[split].column_names if c not in ("source", "target")]
+        kept = ds.select(keep) if len(keep) < len(ds) else ds
+        cleaned[split] = kept.select_columns(["source", "target", *extra]).flatten_indices()
 
     if report_dir is not None:
         write_cleaning_report(report, report_dir)
     return DatasetDict(cleaned), report
+
+
+_REASON, _HASH = "_cleaning_reason", "_cleaning_hash"
+
+
+def _check_rows(ds: Dataset, split: str, form, full: bool, tokenizer, limits: dict, num_proc) -> Dataset:
+    """`ds` normalised, with each row's one-pair verdict (`_REASON`, None if it passes) and `pair_hash`."""
+    missing = [c for c in ("source", "target") if c not in ds.column_names]
+    if missing:
+        raise DataError(f"dataset lacks column(s) {missing} (has {ds.column_names}); "
+                        "load it with load_translation_dataset.")
+    rules = PairRules(full=full, tokenizer=tokenizer if full else None, **limits)
+
+    def check(batch):
+        src, tgt = normalize_pairs(batch["source"], batch["target"], form)
+        reasons, keys = rules.row_checks(src, tgt)
+        return {"source": src, "target": tgt, _REASON: reasons, _HASH: np.array(keys, dtype=np.uint64)}
+
+    features = ds.features.copy()
+    features[_REASON], features[_HASH] = Value("string"), Value("uint64")
+    return ds.map(check, batched=True, batch_size=1000, features=features, desc=f"cleaning {split}",
+                  num_proc=num_proc if num_proc and num_proc > 1 and len(ds) > 1 else None)
 
 
 def cleaning_settings(*, normalization="NFC", max_chars=1000, max_words=None, max_tokens=None, tokenizer=None,
@@ -167,14 +188,6 @@ def _nonzero(counts: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in counts.items() if v) or "nothing"
 
 
-def _normalize_split(ds: Dataset, form: str | None) -> tuple[list[str], list[str]]:
-    missing = [c for c in ("source", "target") if c not in ds.column_names]
-    if missing:
-        raise DataError(f"dataset lacks column(s) {missing} (has {ds.column_names}); "
-                        "load it with load_translation_dataset.")
-    return normalize_pairs(ds["source"], ds["target"], form)
-
-
 def _token_counts(tokenizer, texts: list[str]) -> list[int]:
     counts: list[int] = []
     for start in range(0, len(texts), 10_000):
@@ -199,6 +212,10 @@ class PairRules:
         self.seen: set[int] = set(seen)
 
     def reasons(self, src: list[str], tgt: list[str]) -> list[str | None]:
+        return self.resolve(*self.row_checks(src, tgt))
+
+    def row_checks(self, src: list[str], tgt: list[str]) -> tuple[list[str | None], list[int]]:
+        """The rules that look at one pair only (a verdict per row, None = passes) and each pair's hash."""
         full, max_chars, max_words, max_tokens, max_ratio = (self.full, self.max_chars, self.max_words,
                                                              self.max_tokens, self.max_ratio)
         if full and self.tokenizer is not None and max_tokens is not None:
@@ -207,7 +224,7 @@ class PairRules:
             src_tokens = tgt_tokens = None
         reasons: list[str | None] = []
         for i, (s, t) in enumerate(zip(src, tgt)):
-            reason, key = None, None
+            reason = None
             if not s or not t:
                 reason = "empty"
             elif not full:
@@ -220,13 +237,23 @@ class PairRules:
                 reason = "length_ratio"
             elif self.drop_copies and s == t:
                 reason = "copy"
-            else:
-                key = pair_hash(s, t)
-                if self.drop_duplicates and key in self.seen:
-                    reason = "duplicate"
-                elif key in self.eval_hashes:
-                    reason = "eval_overlap"
-            if full and reason is None:
-                self.seen.add(key)
             reasons.append(reason)
-        return reasons
+        return reasons, [pair_hash(s, t) for s, t in zip(src, tgt)]
+
+    def resolve(self, reasons: list[str | None], keys: list[int]) -> list[str | None]:
+        """Complete `row_checks`' verdicts, in row order: `duplicate` (a pair kept before, in this or an earlier
+        batch) and `eval_overlap`. Remembers the pairs it keeps."""
+        if not self.full:
+            return list(reasons)
+        out: list[str | None] = []
+        seen, eval_hashes = self.seen, self.eval_hashes
+        for reason, key in zip(reasons, keys):
+            if reason is None:
+                if self.drop_duplicates and key in seen:
+                    reason = "duplicate"
+                elif key in eval_hashes:
+                    reason = "eval_overlap"
+                else:
+                    seen.add(key)
+            out.append(reason)
+        return out
