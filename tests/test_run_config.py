@@ -26,8 +26,10 @@ def test_fields_mean_the_same_in_both_recipes(tmp_path):
 def test_config_overrides_are_parsed_once_with_the_flags():
     assert ModelArguments(config_overrides="d_model=64, dropout=0.1").model_overrides == {"d_model": 64, "dropout": 0.1}
     assert ModelArguments().model_overrides == {}
-    with pytest.raises(ConfigError, match="^config_overrides must look like 'd_model=128,encoder_layers=2', got 'd_model'"):
-        parse_translation_config(["--train_file", "x.jsonl", "--config_overrides", "d_model"])
+    for parse in (parse_translation_config, parse_text_generation_config):
+        with pytest.raises(ConfigError, match="^config_overrides must look like 'd_model=128,encoder_layers=2', "
+                                              "got 'd_model'.$"):
+            parse(["--train_file", "x.jsonl", "--config_overrides", "d_model"])
 
 
 def test_the_model_config_is_built_once(tmp_path):

@@ -164,5 +164,5 @@ def finish_run(trainer, train_output, results: dict, started: float, push: dict 
     layout.write_run_info(describe_run(trainer, train_output, time.perf_counter() - started))
     if card:
         write_model_card(output_dir, repo_id=push["repo_id"] if push else None)
-    if push:
-        print(f"Pushed to {push_output_dir(output_dir, **push)}")
+    if push:  # the card just written is already the one for push["repo_id"]
+        print(f"Pushed to {push_output_dir(output_dir, **push, rebuild_card=not card)}")

@@ -196,26 +196,26 @@ def build_translation_trainer(run_config: RunConfig, model, tokenizer, raw, toke
 
 def evaluate_split(trainer, raw_split, tokenized_split, split, data, layout) -> dict:
     """Beam-search decode a split (all processes), score it, write its translations (main process)."""
-    metrics: TranslationMetrics = trainer.compute_metrics
     raw_split, tokenized_split = capped(raw_split, data.max_predict_samples), capped(tokenized_split, data.max_predict_samples)
     output = trainer.predict(
         tokenized_split, metric_key_prefix=split, num_beams=data.num_beams, length_penalty=data.length_penalty,
         max_length=trainer.model.generation_config.max_length,
     )
-    scores = strip_metric_prefix(output.metrics, split)
+    scores = strip_metric_prefix(output.metrics, split)  # the loss
+    scored = TranslationMetrics(trainer.processing_class).score(output.predictions, output.label_ids)
     copy_baseline = corpus_translation_scores(list(raw_split["source"]), list(raw_split["target"]))["bleu"]
     result = {
-        "bleu": scores["bleu"], "chrf": scores["chrf"],
-        "bleu_signature": metrics.signatures["bleu"], "chrf_signature": metrics.signatures["chrf"],
-        "gen_len": scores["gen_len"], "loss": scores.get("loss"), "num_samples": len(tokenized_split),
+        "bleu": scored.metrics["bleu"], "chrf": scored.metrics["chrf"],
+        "bleu_signature": scored.signatures["bleu"], "chrf_signature": scored.signatures["chrf"],
+        "gen_len": scored.metrics["gen_len"], "loss": scores.get("loss"), "num_samples": len(tokenized_split),
         "num_beams": data.num_beams, "length_penalty": data.length_penalty,
         "copy_source_bleu": copy_baseline,
     }
     if trainer.is_world_process_zero():
-        layout.write_predictions(split, data.target_lang, metrics.predictions)
+        layout.write_predictions(split, data.target_lang, scored.predictions)
         print(f"\n{split}: BLEU {result['bleu']:.2f}, chrF {result['chrf']:.2f} "
               f"(copying the source: BLEU {copy_baseline:.2f}) on {len(tokenized_split)} pairs, beam {data.num_beams}")
-        for source, hypothesis, reference in list(zip(raw_split["source"], metrics.predictions, raw_split["target"]))[:5]:
+        for source, hypothesis, reference in list(zip(raw_split["source"], scored.predictions, raw_split["target"]))[:5]:
             print(f"  > {source}\n  = {hypothesis}\n  ~ {reference}")
     return result
 
