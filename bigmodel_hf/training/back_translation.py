@@ -34,13 +34,13 @@ from transformers import AutoModelForSeq2SeqLM
 from ..data import load_translation_dataset
 from ..data.jsonl import text_of, translation_line
 from ..decoding import translate_texts
+from ..output_layout import OutputLayout
 from ..tokenization import load_pretrained_tokenizer
 from .config import RunConfig, parse_run_config
 from .defaults import TRANSLATION_DEFAULTS
-from ..output_layout import OutputLayout
 from .rerun import check_output_dir
-from .translation import TRANSLATION_ARGUMENT_TYPES, parse_translation_config, run_translation
 from .setting_checks import ConfigError
+from .translation import TRANSLATION_ARGUMENT_TYPES, parse_translation_config, run_translation
 
 logger = logging.getLogger(__name__)
 

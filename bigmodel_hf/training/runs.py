@@ -20,10 +20,10 @@ from transformers import set_seed
 from ..cards import write_model_card
 from ..configuration_bigmodel import BigModelConfig
 from ..hub import push_output_dir
+from ..output_layout import OutputLayout
 from ..tokenization import load_pretrained_tokenizer
 from .checkpoints import list_checkpoints, resolve_resume_checkpoint
 from .config import RunConfig
-from ..output_layout import OutputLayout
 from .rerun import (
     check_output_dir, check_same_data, check_same_model, data_fingerprint, finished_without_checkpoints,
     record_data_fingerprint,

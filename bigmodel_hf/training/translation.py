@@ -11,8 +11,10 @@ from transformers import AutoModelForSeq2SeqLM, Seq2SeqTrainingArguments
 
 from ..batching import make_seq2seq_collator
 from ..data import clean_translation_dataset, load_translation_dataset
+from ..decoding import max_new_tokens_of, translate_texts
 from ..metrics import corpus_translation_scores
 from ..modeling_bigmodel import BigModelForSeq2SeqLM
+from ..output_layout import strip_metric_prefix
 from ..pretrained import record_source_prefix
 from ..subword_regularization import TEXT_COLUMNS, SubwordDropoutCollator, dropout_tokenizer, with_text_columns
 from ..tokenization import check_tokenizer_matches_model, tokenize_translation_dataset, train_translation_tokenizer
@@ -20,21 +22,19 @@ from .arguments import (
     ModelArguments, RunArguments, TokenizerArguments, TranslationDataArguments, parse_config_overrides,
 )
 from .callbacks import build_callbacks, wall_clock_report
-from .data_spec import resolve_data_spec
 from .checkpoints import average_last_checkpoints, list_checkpoints, load_weights
 from .config import RunConfig, parse_run_config
+from .data_spec import resolve_data_spec
 from .defaults import TRANSLATION_DEFAULTS
 from .evaluation import TranslationMetrics, length_sorted_subset
-from ..decoding import max_new_tokens_of, translate_texts
-from ..output_layout import strip_metric_prefix
 from .precision import short_sequence_bf16_attention
+from .rerun import completed_run
 from .runs import (
     capped, check_model_settings, dropout_settings, finish_run, record_run, sized_to_tokenizer, start_run,
     take_over_trainer_push, tokenizer_for_run,
 )
-from .rerun import completed_run
-from .trainers import TranslationTrainer
 from .setting_checks import ConfigError
+from .trainers import TranslationTrainer
 
 __all__ = ["parse_config_overrides", "parse_translation_config", "run_translation"]
 
@@ -169,12 +169,17 @@ def run_translation(run_config: RunConfig) -> dict:
     return results
 
 
+def set_evaluation_max_length(model, args, data) -> None:
+    """Seq2SeqTrainer pads generated ids to the generation config's max_length: keep it to what we decode
+    (the start token + `generation_max_length`, or + the longest target trained on)."""
+    model.generation_config.max_length = args.generation_max_length or data.max_target_length + 1
+
+
 def build_translation_trainer(run_config: RunConfig, model, tokenizer, raw, tokenized,
                               trainer_class=TranslationTrainer) -> TranslationTrainer:
     """The Trainer: greedy validation on a capped length-sorted subset, samples, plot, early stopping."""
     data, run, args = run_config.data, run_config.run, run_config.training
-    # Seq2SeqTrainer pads generated ids to the generation config's max_length: keep it to what we decode.
-    model.generation_config.max_length = args.generation_max_length or data.max_target_length + 1
+    set_evaluation_max_length(model, args, data)
 
     def generate_samples(model, texts):
         return translate_texts(model, tokenizer, texts, max_new_tokens=max_new_tokens_of(model.generation_config))
