@@ -9,6 +9,7 @@ and restores the model's train/eval mode afterwards (the sample callback runs mi
 from dataclasses import dataclass
 
 import torch
+from tqdm.auto import tqdm
 
 # the decoder start token + 128 new tokens, where a checkpoint saved no max_length
 FALLBACK_MAX_LENGTH = 129
@@ -47,14 +48,20 @@ def translate_texts(
     max_new_tokens: int = 128,
     batch_size: int = 32,
     source_prefix: str | None = None,
+    max_source_length: int | None = None,
+    progress: str | None = None,
+    **generate_kwargs,
 ) -> list[str]:
-    """Translate `texts` with a seq2seq model; returns one decoded string per input, in input order."""
+    """Translate `texts` with a seq2seq model; returns one decoded string per input, in input order.
+
+    `max_source_length` cuts longer inputs (in tokens); `progress` names a progress bar over the batches;
+    other keyword arguments go to `generate` (e.g. `do_sample=True, top_k=10`)."""
     return _generate_sorted(
         model, tokenizer, [(source_prefix or "") + text for text in texts], batch_size,
         # as max_length (decoder start token + new tokens): generate warns when a checkpoint's saved
         # max_length meets max_new_tokens, and seq2seq outputs have no prompt to count anyway
-        dict(num_beams=num_beams, length_penalty=length_penalty, max_length=max_new_tokens + 1),
-        keep_prompt=False,
+        dict(num_beams=num_beams, length_penalty=length_penalty, max_length=max_new_tokens + 1, **generate_kwargs),
+        keep_prompt=False, max_source_length=max_source_length, progress=progress,
     )
 
 
@@ -71,7 +78,8 @@ def continue_texts(
     )
 
 
-def _generate_sorted(model, tokenizer, texts, batch_size, generate_kwargs, keep_prompt) -> list[str]:
+def _generate_sorted(model, tokenizer, texts, batch_size, generate_kwargs, keep_prompt, max_source_length=None,
+                     progress=None) -> list[str]:
     was_training = model.training
     model.eval()
     padding_side = tokenizer.padding_side
@@ -80,9 +88,11 @@ def _generate_sorted(model, tokenizer, texts, batch_size, generate_kwargs, keep_
     try:
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         outputs: list[str] = [""] * len(texts)
-        for start in range(0, len(order), batch_size):
+        starts = range(0, len(order), batch_size)
+        for start in tqdm(starts, desc=progress, unit="batch") if progress else starts:
             batch_ids = order[start:start + batch_size]
-            batch = (_encode_prompts if keep_prompt else _encode)(tokenizer, [texts[i] for i in batch_ids])
+            batch = _encode_prompts(tokenizer, [texts[i] for i in batch_ids]) if keep_prompt else \
+                _encode(tokenizer, [texts[i] for i in batch_ids], max_source_length)
             batch = {k: v.to(model.device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
             generated = model.generate(**batch, **generate_kwargs)
             if keep_prompt:
@@ -95,8 +105,9 @@ def _generate_sorted(model, tokenizer, texts, batch_size, generate_kwargs, keep_
         model.train(was_training)
 
 
-def _encode(tokenizer, texts):
-    return tokenizer(texts, return_tensors="pt", padding=True)
+def _encode(tokenizer, texts, max_length=None):
+    return tokenizer(texts, return_tensors="pt", padding=True, truncation=max_length is not None,
+                     max_length=max_length)
 
 
 def _encode_prompts(tokenizer, texts):

@@ -26,8 +26,10 @@ def test_fields_mean_the_same_in_both_recipes(tmp_path):
 def test_config_overrides_are_parsed_once_with_the_flags():
     assert ModelArguments(config_overrides="d_model=64, dropout=0.1").model_overrides == {"d_model": 64, "dropout": 0.1}
     assert ModelArguments().model_overrides == {}
-    with pytest.raises(ConfigError, match="^config_overrides must look like 'd_model=128,encoder_layers=2', got 'd_model'"):
-        parse_translation_config(["--train_file", "x.jsonl", "--config_overrides", "d_model"])
+    for parse in (parse_translation_config, parse_text_generation_config):
+        with pytest.raises(ConfigError, match="^config_overrides must look like 'd_model=128,encoder_layers=2', "
+                                              "got 'd_model'.$"):
+            parse(["--train_file", "x.jsonl", "--config_overrides", "d_model"])
 
 
 def test_the_model_config_is_built_once(tmp_path):
@@ -48,3 +50,19 @@ def test_start_run_writes_nothing(tmp_path):
     run_config = parse_translation_config(["--train_file", "x.jsonl", "--output_dir", str(out)])
     layout, resume = start_run(run_config)
     assert resume is None and not out.exists()  # run_config.yaml comes with record_run, once inputs loaded
+
+
+def test_a_search_with_a_bad_input_leaves_run_config_yaml_alone(tmp_path):
+    """The search recorded its run at once (start_run(record=True)), so a missing data file overwrote the
+    run_config.yaml of the folder; now every program records once its inputs have loaded."""
+    from bigmodel_hf.data import DataError
+    from bigmodel_hf.training.hyperparameter_search import parse_search_config, run_search
+
+    out = tmp_path / "search"
+    out.mkdir()
+    (out / "run_config.yaml").write_text("# an earlier run's settings\n")
+    run_config = parse_search_config(["--train_file", str(tmp_path / "missing.jsonl"), "--output_dir", str(out),
+                                      "--max_train_minutes", "1"])
+    with pytest.raises(DataError, match="missing.jsonl"):
+        run_search(run_config)
+    assert (out / "run_config.yaml").read_text() == "# an earlier run's settings\n"

@@ -156,7 +156,7 @@ def test_the_translator_and_the_engine_put_the_recorded_prefix_before_sources(ch
         "translation_en_to_es": {"prefix": "translate: "}}  # what a transformers-only user finds
     encoded = []  # the texts that reach the tokenizer
     real_encode = generation._encode
-    monkeypatch.setattr(generation, "_encode", lambda tokenizer, texts: encoded.extend(texts) or real_encode(tokenizer, texts))
+    monkeypatch.setattr(generation, "_encode", lambda tokenizer, texts, *rest: encoded.extend(texts) or real_encode(tokenizer, texts, *rest))
     translator = Translator.from_pretrained(prefixed, device="cpu")
     translator(TEXTS, num_beams=1)
     cli_main(["translate", "--model", str(prefixed), "--num_beams", "1", "--device", "cpu", "", *TEXTS])

@@ -27,12 +27,12 @@ from ..tokenization import tokenize_translation_dataset
 from .config import RunConfig, parse_run_config
 from .defaults import TRANSLATION_DEFAULTS
 from .runs import record_run, sized_to_tokenizer, start_run
+from .setting_checks import ConfigError
 from .trainers import TranslationTrainer
 from .translation import (
     TRANSLATION_ARGUMENT_TYPES, build_model, build_tokenizer, build_translation_trainer, check_model_settings,
-    load_parallel_data,
+    load_parallel_data, set_evaluation_max_length,
 )
-from .setting_checks import ConfigError
 
 
 @dataclass
@@ -149,7 +149,7 @@ def run_search(run_config: RunConfig) -> dict:
         trial_args = dataclasses.replace(model_args, preset=settings["preset"],
                                          dropout=settings.get("dropout", model_args.dropout))
         model = BigModelForSeq2SeqLM(sized_to_tokenizer(check_model_settings(trial_args), tokenizer, trial_args))
-        model.generation_config.max_length = args.generation_max_length or data.max_target_length + 1
+        set_evaluation_max_length(model, args, data)
         return model
 
     trainer = build_translation_trainer(run_config, build_model(model_args, tokenizer, expected), tokenizer, raw,

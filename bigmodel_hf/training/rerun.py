@@ -22,9 +22,9 @@ from safetensors import SafetensorError, safe_open
 
 from ..configuration_bigmodel import BigModelConfig
 from ..generated_data import GENERATED_DATASETS
+from ..output_layout import OutputLayout
 from .checkpoints import RESUME_LAST, list_checkpoints
 from .integrity import STATE_FILE
-from ..output_layout import OutputLayout
 from .setting_checks import ConfigError
 
 # Config fields that the tokenizer, the Trainer (use_cache off while training) or the saving library set.

@@ -20,10 +20,10 @@ from transformers import set_seed
 from ..cards import write_model_card
 from ..configuration_bigmodel import BigModelConfig
 from ..hub import push_output_dir
+from ..output_layout import OutputLayout
 from ..tokenization import load_pretrained_tokenizer
 from .checkpoints import list_checkpoints, resolve_resume_checkpoint
 from .config import RunConfig
-from ..output_layout import OutputLayout
 from .rerun import (
     check_output_dir, check_same_data, check_same_model, data_fingerprint, finished_without_checkpoints,
     record_data_fingerprint,
@@ -166,5 +166,5 @@ def finish_run(trainer, train_output, results: dict, started: float, push: dict 
     layout.write_run_info({**describe_run(trainer, train_output, time.perf_counter() - started), **(run_info or {})})
     if card:
         write_model_card(output_dir, repo_id=push["repo_id"] if push else None)
-    if push:
-        print(f"Pushed to {push_output_dir(output_dir, **push)}")
+    if push:  # the card just written is already the one for push["repo_id"]
+        print(f"Pushed to {push_output_dir(output_dir, **push, rebuild_card=not card)}")

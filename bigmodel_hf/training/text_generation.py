@@ -16,24 +16,24 @@ from transformers import AutoModelForCausalLM, TrainingArguments
 from ..batching import LMBlockCollator, pack_lm_blocks
 from ..convert import convert_llama_model
 from ..data import load_lm_dataset
+from ..decoding import continue_texts
 from ..metrics import perplexity_from_eval_prediction, sequence_nll_and_count, token_weighted_perplexity
 from ..modeling_bigmodel import BigModelForCausalLM
+from ..output_layout import OutputLayout
 from ..tokenization import check_tokenizer_matches_model, tokenize_lm_dataset, train_lm_tokenizer
 from .arguments import CausalLMArguments, ModelArguments, RunArguments, TextDataArguments
 from .callbacks import build_callbacks
-from .data_spec import resolve_data_spec
 from .config import RunConfig, parse_run_config
+from .data_spec import resolve_data_spec
 from .defaults import LM_DEFAULTS
-from ..decoding import continue_texts
 from .lora import add_lora, save_lora_result
-from ..output_layout import OutputLayout
 from .rerun import completed_run
 from .runs import (
     capped, check_model_settings, finish_run, record_run, sized_to_tokenizer, start_run, take_over_trainer_push,
     tokenizer_for_run,
 )
-from .trainers import CausalLMTrainer
 from .setting_checks import ConfigError
+from .trainers import CausalLMTrainer
 
 LM_ARGUMENT_TYPES = dict(
     model=ModelArguments, lm=CausalLMArguments, data=TextDataArguments, run=RunArguments, training=TrainingArguments,

@@ -15,8 +15,10 @@ from ..batching import make_seq2seq_collator
 from ..data import clean_translation_dataset, load_translation_dataset
 from ..data.cleaning import write_cleaning_report
 from ..data.stages import StageLog
+from ..decoding import max_new_tokens_of, translate_texts
 from ..metrics import corpus_translation_scores
 from ..modeling_bigmodel import BigModelForSeq2SeqLM
+from ..output_layout import strip_metric_prefix
 from ..pretrained import record_source_prefix
 from ..subword_regularization import TEXT_COLUMNS, SubwordDropoutCollator, dropout_tokenizer, with_text_columns
 from ..tokenization import (
@@ -27,25 +29,23 @@ from .arguments import (
 )
 from .callbacks import build_callbacks, wall_clock_report
 from .data_cache import DataCache, tokenizer_fingerprint
-from .data_spec import resolve_data_spec
 from .checkpoints import average_last_checkpoints, list_checkpoints, load_weights
 from .config import RunConfig, parse_run_config
+from .data_spec import resolve_data_spec
 from .defaults import TRANSLATION_DEFAULTS
 from .evaluation import TranslationMetrics, length_sorted_subset
-from ..decoding import max_new_tokens_of, translate_texts
-from ..output_layout import strip_metric_prefix
 from .precision import short_sequence_bf16_attention
+from .rerun import completed_run
 from .runs import (
     capped, check_model_settings, dropout_settings, finish_run, record_run, sized_to_tokenizer, start_run,
     take_over_trainer_push, tokenizer_for_run,
 )
-from .rerun import completed_run
-from .trainers import TranslationTrainer
 from .setting_checks import ConfigError
 from .streamed_data import (
     StreamPositionCallback, check_streaming_settings, load_streamed_parallel_data, restore_position, training_stream,
     write_stream_report,
 )
+from .trainers import TranslationTrainer
 
 __all__ = ["parse_config_overrides", "parse_translation_config", "run_translation"]
 
@@ -248,13 +248,18 @@ def tokenize_parallel_data(raw, tokenizer, data, cache: DataCache | None = None)
                           max_source_length=data.max_source_length, max_target_length=data.max_target_length)
 
 
+def set_evaluation_max_length(model, args, data) -> None:
+    """Seq2SeqTrainer pads generated ids to the generation config's max_length: keep it to what we decode
+    (the start token + `generation_max_length`, or + the longest target trained on)."""
+    model.generation_config.max_length = args.generation_max_length or data.max_target_length + 1
+
+
 def build_translation_trainer(run_config: RunConfig, model, tokenizer, raw, tokenized,
                               trainer_class=TranslationTrainer, train_dataset=None) -> TranslationTrainer:
     """The Trainer: greedy validation on a capped length-sorted subset, samples, plot, early stopping.
     `train_dataset`: batches to train on instead of `tokenized["train"]` (a `StreamingBatches`)."""
     data, run, args = run_config.data, run_config.run, run_config.training
-    # Seq2SeqTrainer pads generated ids to the generation config's max_length: keep it to what we decode.
-    model.generation_config.max_length = args.generation_max_length or data.max_target_length + 1
+    set_evaluation_max_length(model, args, data)
 
     def generate_samples(model, texts):
         return translate_texts(model, tokenizer, texts, max_new_tokens=max_new_tokens_of(model.generation_config))
@@ -277,26 +282,26 @@ def build_translation_trainer(run_config: RunConfig, model, tokenizer, raw, toke
 
 def evaluate_split(trainer, raw_split, tokenized_split, split, data, layout) -> dict:
     """Beam-search decode a split (all processes), score it, write its translations (main process)."""
-    metrics: TranslationMetrics = trainer.compute_metrics
     raw_split, tokenized_split = capped(raw_split, data.max_predict_samples), capped(tokenized_split, data.max_predict_samples)
     output = trainer.predict(
         tokenized_split, metric_key_prefix=split, num_beams=data.num_beams, length_penalty=data.length_penalty,
         max_length=trainer.model.generation_config.max_length,
     )
-    scores = strip_metric_prefix(output.metrics, split)
+    scores = strip_metric_prefix(output.metrics, split)  # the loss
+    scored = TranslationMetrics(trainer.processing_class).score(output.predictions, output.label_ids)
     copy_baseline = corpus_translation_scores(list(raw_split["source"]), list(raw_split["target"]))["bleu"]
     result = {
-        "bleu": scores["bleu"], "chrf": scores["chrf"],
-        "bleu_signature": metrics.signatures["bleu"], "chrf_signature": metrics.signatures["chrf"],
-        "gen_len": scores["gen_len"], "loss": scores.get("loss"), "num_samples": len(tokenized_split),
+        "bleu": scored.metrics["bleu"], "chrf": scored.metrics["chrf"],
+        "bleu_signature": scored.signatures["bleu"], "chrf_signature": scored.signatures["chrf"],
+        "gen_len": scored.metrics["gen_len"], "loss": scores.get("loss"), "num_samples": len(tokenized_split),
         "num_beams": data.num_beams, "length_penalty": data.length_penalty,
         "copy_source_bleu": copy_baseline,
     }
     if trainer.is_world_process_zero():
-        layout.write_predictions(split, data.target_lang, metrics.predictions)
+        layout.write_predictions(split, data.target_lang, scored.predictions)
         print(f"\n{split}: BLEU {result['bleu']:.2f}, chrF {result['chrf']:.2f} "
               f"(copying the source: BLEU {copy_baseline:.2f}) on {len(tokenized_split)} pairs, beam {data.num_beams}")
-        for source, hypothesis, reference in list(zip(raw_split["source"], metrics.predictions, raw_split["target"]))[:5]:
+        for source, hypothesis, reference in list(zip(raw_split["source"], scored.predictions, raw_split["target"]))[:5]:
             print(f"  > {source}\n  = {hypothesis}\n  ~ {reference}")
     return result
 
