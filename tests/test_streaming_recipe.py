@@ -72,3 +72,14 @@ def test_streaming_refuses_what_it_cannot_do(corpus, tmp_path, change, message):
     with pytest.raises(ConfigError, match=message):
         run_translation(parse_translation_config(argv))
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.slow
+def test_two_processes_train_on_distinct_shares_of_the_stream_in_sync(corpus, tmp_path):
+    from two_processes import run_in_two_cpu_processes
+
+    # the helper asserts: one job of 2 processes, different first batches, equal weights at the end
+    run_in_two_cpu_processes("translate.py", streamed_run(
+        corpus, tmp_path, max_steps=6, save_steps=6, eval_steps=6, report_to="none"), tmp_path)
+    position = json.loads((tmp_path / "checkpoint-6" / "stream_position.json").read_text("utf-8"))
+    assert position["chunk"] >= 1  # both ranks read through the same chunks, each taking its share
