@@ -66,11 +66,13 @@ def make_corpus(size: int, folder: Path) -> tuple[Path, Path]:
     base = [json.loads(line)["translation"] for line in (SHARED / "train.jsonl").read_text("utf-8").splitlines() if line]
     train = folder / f"train_{size}.jsonl"
     if not train.is_file():
-        with open(train, "w", encoding="utf-8") as out:
+        partial = train.with_suffix(".partial")  # renamed when complete: an interrupted run leaves no short corpus
+        with open(partial, "w", encoding="utf-8") as out:
             for i in range(size):
                 pair, round_ = base[i % len(base)], i // len(base)
                 out.write(json.dumps({"translation": {"en": f"{pair['en']} {round_}", "es": f"{pair['es']} {round_}"}},
                                      ensure_ascii=False) + "\n")
+        partial.rename(train)
     valid = folder / "valid_50.jsonl"
     if not valid.is_file():
         rows = (SHARED / "validation.jsonl").read_text("utf-8").splitlines()[:50]
