@@ -50,9 +50,14 @@ NOTES = """\
   the Trainer (about 8-9 CPU s on this machine whatever the data size), which bounds how much a warm cache
   can save at small sizes; `all data stages` is the data work alone (load, clean, tokenizer, tokenize, or the
   cache's stage on a hit), wall-clock.
-- The machine (2 cores) was shared with other jobs while this ran (load average 8-10): wall-clock figures are
+- The machine (2 cores) was shared with other jobs while this ran (load average 5-10): wall-clock figures are
   inflated and noisy; CPU seconds are the recipe process's only (the workers' CPU is not in them). With 2
   cores under that load, 2 workers cannot show their speed-up; the 1.6x target needs an idle machine.
+- One round per arm (no medians over alternating rounds: no time for more). Arms not run are absent from the
+  table: at 300k only `cache_cold` (the map-style 1-worker run, plus storing the cache), `cache_warm` and
+  `streaming` ran (`--arms`), for time. `streaming` reaches its first step after the tokenizer sample
+  (100,000 pairs by default) and the first chunk (`--streaming_buffer_size`, 100,000), not the whole corpus;
+  its peak RSS is mostly that chunk's tokenised examples (Python objects), which does not grow with the corpus.
 - Not measured this session: 3M pairs (so the RSS ratio 30k -> 3M and the time per pair 300k -> 3M targets
   are open) and the 30-minute training run on the 3M corpus. Map-style cleaning keeps the text in Arrow but
   holds per-pair Python objects for the verdicts and the set of kept hashes (tens of bytes per pair, not
