@@ -1,0 +1,4 @@
+"""Exports of trained models to other inference stacks: CTranslate2 (`ct2`) and Llama checkpoints (`llama`).
+
+Nothing here is imported by the package at start-up; `ctranslate2` is an optional extra.
+"""
