@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from ..configuration_bigmodel import BigModelConfig
+from . import MissingExtra
 
 QUANTIZATIONS = ("int8", "int8_float32", "bfloat16", "float32")
 DECODING_FILE = "decoding.json"
@@ -33,7 +34,7 @@ def require_ctranslate2():
     try:
         import ctranslate2
     except ImportError:
-        raise ImportError('CTranslate2 is not installed; install it with `pip install "bigmodel-hf[ct2]"` '
+        raise MissingExtra('CTranslate2 is not installed; install it with `pip install "bigmodel-hf[ct2]"` '
                           "(or `pip install ctranslate2`).") from None
     return ctranslate2
 
