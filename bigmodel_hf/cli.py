@@ -109,7 +109,7 @@ def _interactive_setup(args: argparse.Namespace):
 
     from .interactive import CompletionEngine
     from .interactive.session import CorrectionLog, clean_source, model_languages, read_sources
-    from .translator import parse_device
+    from .translator import parse_device, resolve_engine
 
     # everything that can be wrong with the inputs is found before the model loads, one line each
     decoding = _decoding_options(args)
@@ -123,9 +123,14 @@ def _interactive_setup(args: argparse.Namespace):
     if not all(sources):
         raise ValueError(f"argument {sources.index('') + 1} is blank; give a sentence to translate")
     sources += read_sources(args.source_file, source_lang) if args.source_file else []
-    engine = CompletionEngine.from_pretrained(args.model, device=parse_device(args.device),
-                                              trust_remote_code=args.trust_remote_code,
-                                              num_alternatives=args.alternatives, **decoding)
+    if resolve_engine(args.engine, args.model) == "ct2":
+        from .interactive.ct2_engine import CT2CompletionEngine
+
+        engine = CT2CompletionEngine.from_pretrained(args.model, num_alternatives=args.alternatives, **decoding)
+    else:
+        engine = CompletionEngine.from_pretrained(args.model, device=parse_device(args.device),
+                                                  trust_remote_code=args.trust_remote_code,
+                                                  num_alternatives=args.alternatives, **decoding)
     return engine, log, sources
 
 
@@ -246,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--length_penalty", type=float, help="beam length penalty (default: generation_config)")
     serve.add_argument("--max_new_tokens", type=int, help="longest output in tokens (default: generation_config)")
     serve.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
+    serve.add_argument("--engine", default="auto", choices=["auto", "torch", "ct2"],
+                       help="ct2: complete with the model's CTranslate2 export; auto: ct2 when there is one")
     _add_model_loading_options(serve, legacy_bin=False)  # the engine reads safetensors only
     _add_interactive_options(serve)
     serve.set_defaults(run=_serve)

@@ -25,6 +25,8 @@ class CT2Model:
         self.tokenizer = AutoTokenizer.from_pretrained(found)
         self.defaults = json.loads((found / DECODING_FILE).read_text("utf-8"))
         self.source_prefix = self.defaults.get("source_prefix") or ""
+        # the model's vocabulary, which may run past the tokenizer's (a padded embedding matrix)
+        self.vocab_size = len(json.loads((found / "shared_vocabulary.json").read_text("utf-8")))
 
     def source_tokens(self, text: str) -> list[str]:
         """Token strings of a source as the export expects them (BOS/EOS are added by CTranslate2's config)."""

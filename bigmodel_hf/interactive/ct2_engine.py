@@ -1,0 +1,152 @@
+"""The completion engine on a CTranslate2 export (`bigmodel-hf export ct2`): the same promises as
+`CompletionEngine` (every completion shows the prefix as typed, a half-typed word is spelled by whatever
+tokens the model prefers, unconstrained per-token probabilities, distinct n-best, best first), decoded by
+CTranslate2 instead of `generate()`.
+
+CTranslate2 takes whole tokens as `target_prefix` but has no hook to mask tokens during search, so the
+part of the prefix a token must *spell* (`plan.required`: a half-typed word, or just the word boundary
+after a finished word) is decoded here, a step at a time: the next-token log-probabilities at each
+candidate (`return_logits_vocab`), the spelling mask of `SpellingIndex` applied, the best `num_beams`
+spellings kept. Then each spelling becomes a `target_prefix` and CTranslate2's beam search finishes the
+sentence. When the free beam search after the whole words already spells what is required (after a
+finished word the model nearly always starts a new one), that single call is the answer.
+
+Probabilities and scores come from one `score_batch` pass over the finished hypotheses, so they are the
+model's own, exactly as the PyTorch engine reports them.
+"""
+
+import math
+
+import numpy as np
+
+from ..export.ct2_runtime import CT2Model
+from .constraint import SpellingIndex, plan_prefix
+from .engine import Completion, CompletionEngine
+from .surfaces import token_surfaces
+
+
+class CT2CompletionEngine(CompletionEngine):
+    def __init__(self, ct2_model: CT2Model, num_beams: int | None = None, num_alternatives: int = 3,
+                 max_new_tokens: int | None = None, length_penalty: float | None = None,
+                 max_length_ratio: float | None = 1.5, source_prefix: str | None = None, cache_size: int = 16):
+        # no super().__init__: there is no torch model; the attributes the shared methods read are set here
+        self.ct2 = ct2_model
+        self.model = None
+        self.tokenizer = tokenizer = ct2_model.tokenizer
+        defaults = ct2_model.defaults
+        self.num_beams = max(num_beams or defaults["beam_size"], num_alternatives)
+        self.num_alternatives = num_alternatives
+        self.max_new_tokens = max_new_tokens or defaults["max_decoding_length"]
+        self.max_length_ratio = max_length_ratio
+        self.length_penalty = length_penalty if length_penalty is not None else defaults["length_penalty"]
+        self.source_prefix = ct2_model.source_prefix if source_prefix is None else source_prefix
+        self.surfaces = token_surfaces(tokenizer)
+        self.surfaces += [b""] * max(0, ct2_model.vocab_size - len(self.surfaces))
+        self.spelling = SpellingIndex(self.surfaces, tokenizer.eos_token_id)
+        self.tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        self.tokens += [f"<unused_{i}>" for i in range(len(self.tokens), len(self.surfaces))]
+        self._encoded = {}  # source -> (its tokens, its length with BOS/EOS); CTranslate2 re-runs the encoder
+        self._cache_size = cache_size
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, device: str = "cpu", intra_threads: int = 0, **options):
+        return cls(CT2Model(name_or_path, device=str(device), intra_threads=intra_threads), **options)
+
+    def encode(self, source: str) -> tuple[list[str], int]:
+        if source not in self._encoded:
+            if len(self._encoded) >= self._cache_size:
+                self._encoded.pop(next(iter(self._encoded)))
+            length = len(self.tokenizer(self.source_prefix + source)["input_ids"])
+            self._encoded[source] = (self.ct2.source_tokens(source), length)
+        return self._encoded[source]
+
+    # ---------------------------------------------------------------------------------------------
+
+    def complete(self, source: str, prefix: str = "", num_alternatives: int | None = None) -> Completion:
+        wanted = self.num_alternatives if num_alternatives is None else num_alternatives
+        plan = plan_prefix(self.tokenizer, self.surfaces, prefix)
+        source_tokens, source_length = self.encode(source)
+        forced = [self.tokens[i] for i in plan.forced_ids]
+        # the spelled tokens count against the budget, as generated tokens do in the PyTorch engine
+        max_length = len(forced) + self.new_token_budget(source_length, len(plan.forced_ids))
+        # every beam's hypothesis comes back and all are ranked by one score, so the best does not depend
+        # on how many alternatives were asked for
+        returned = self.num_beams
+
+        hypotheses = []
+        if not plan.required.strip():  # nothing or a word boundary to spell: the free search usually does
+            hypotheses = self._free([source_tokens], [forced], max_length, returned)
+            hypotheses = [h for h in hypotheses if self._spells(h[len(forced):], plan.required)]
+        if not hypotheses:  # spell first, then search on from each spelling
+            spellings = self._spell(source_tokens, forced, plan.required)
+            hypotheses = self._free([source_tokens] * len(spellings), [forced + s for s in spellings],
+                                    max_length, returned)
+        completions, seen = [], set()
+        for generated, probabilities, score in self._score(source_tokens, forced, hypotheses):
+            completion = self._describe(plan, generated, probabilities, score)
+            if completion.text not in seen:  # two segmentations of one text are one alternative
+                seen.add(completion.text)
+                completions.append(completion)
+        completions.sort(key=lambda c: c.score, reverse=True)
+        completions = completions[:max(1, min(wanted, self.num_beams))]
+        best = completions[0]
+        return Completion(best.prefix, best.text, best.words, best.token_ids, best.token_probabilities, best.score,
+                          completions if wanted > 0 else [])
+
+    def _spells(self, tokens: list[str], required: bytes) -> bool:
+        """Whether generated `tokens` start by spelling `required` (or end, with EOS, where allowed)."""
+        spelled = b""
+        for token in tokens:
+            index = self.tokenizer.convert_tokens_to_ids(token)
+            if len(spelled) < len(required) and not self.spelling.allowed(required[len(spelled):])[index]:
+                return False
+            spelled += self.surfaces[index]
+            if len(spelled) >= len(required) or index == self.tokenizer.eos_token_id:
+                return True
+        return len(spelled) >= len(required)
+
+    def _free(self, sources, prefixes, max_length: int, returned: int) -> list[list[str]]:
+        """CTranslate2's beam search after each target prefix; every hypothesis, prefix tokens included."""
+        results = self.ct2.translator.translate_batch(
+            sources, target_prefix=prefixes, beam_size=self.num_beams, num_hypotheses=returned,
+            length_penalty=self.length_penalty, return_end_token=True, max_decoding_length=max_length)
+        return [hypothesis for result in results for hypothesis in result.hypotheses]
+
+    def _spell(self, source_tokens: list[str], forced: list[str], required: bytes) -> list[list[str]]:
+        """The `num_beams` most probable token sequences that spell `required` after `forced`, best first."""
+        beams, finished = [([], 0.0, 0)], []  # (tokens, log-probability, bytes spelled)
+        while beams:
+            results = self.ct2.translator.translate_batch(
+                [source_tokens] * len(beams), target_prefix=[forced + tokens for tokens, _, _ in beams],
+                beam_size=1, max_decoding_length=len(forced) + len(beams[0][0]) + 1, return_logits_vocab=True,
+                min_decoding_length=0)
+            candidates = []
+            for (tokens, log_probability, spelled), result in zip(beams, results):
+                logits = np.asarray(result.logits[0][len(forced) + len(tokens)], dtype=np.float64)
+                log_probs = logits - logits.max() - math.log(np.exp(logits - logits.max()).sum())
+                allowed = self.spelling.allowed(required[spelled:]).numpy()[:len(log_probs)]
+                for index in np.flatnonzero(allowed)[np.argsort(-log_probs[allowed])][:self.num_beams]:
+                    candidates.append((tokens + [self.tokens[index]], log_probability + log_probs[index],
+                                       spelled + len(self.surfaces[index]), index == self.tokenizer.eos_token_id))
+            candidates.sort(key=lambda c: c[1], reverse=True)
+            beams = []
+            for tokens, log_probability, spelled, ended in candidates[:self.num_beams]:
+                if spelled >= len(required) or ended:
+                    finished.append(tokens)
+                else:
+                    beams.append((tokens, log_probability, spelled))
+        return finished or [[]]
+
+    def _score(self, source_tokens: list[str], forced: list[str], hypotheses: list[list[str]]):
+        """(generated token ids, their probabilities, length-normalised log-probability) of each hypothesis,
+        from one teacher-forced pass."""
+        eos = self.tokenizer.eos_token
+        targets = [h[:-1] if h and h[-1] == eos else h for h in hypotheses]
+        results = self.ct2.translator.score_batch([source_tokens] * len(targets), targets)
+        for hypothesis, target, result in zip(hypotheses, targets, results):
+            log_probs = list(result.log_probs)  # one per target token, then the EOS score_batch appends
+            generated = hypothesis[len(forced):]
+            kept = log_probs[len(forced):len(target)] + (log_probs[len(target):] if len(target) < len(hypothesis) else [])
+            ids = self.tokenizer.convert_tokens_to_ids(generated)
+            score = sum(kept) / max(1, len(kept)) ** self.length_penalty
+            yield ids, [math.exp(p) for p in kept], score
