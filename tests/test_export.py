@@ -111,8 +111,8 @@ def test_ct2_export_keeps_the_decoding_defaults_and_quantises(tmp_path, tokenize
         sizes[quantization] = (out / "model.bin").stat().st_size
     defaults = json.loads((tmp_path / "int8" / "decoding.json").read_text())
     assert defaults == {"beam_size": 3, "length_penalty": 0.6, "max_decoding_length": MAX_LENGTH - 1,
-                        "source_prefix": ""}
-    assert sizes["int8"] < 0.5 * sizes["float32"]
+                        "source_prefix": "", "max_positions": 1024}
+    assert sizes["int8"] < 0.75 * sizes["float32"]  # the float32 position tables stay: 0.59 here
     int8 = Translator.from_pretrained(tmp_path / "int8", engine="ct2")
     float32 = Translator.from_pretrained(tmp_path / "float32", engine="ct2")
     # int8 weights are not float32 weights: the log-probabilities of references stay close, not equal

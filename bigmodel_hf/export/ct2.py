@@ -104,8 +104,16 @@ def _position_table(stack, config: BigModelConfig):
     embed = stack.embed_inputs
     if config.position_embedding == "learned":
         return _array(embed.embed_positions.weight)
-    positions = torch.arange(config.max_position_embeddings)
+    # CTranslate2's own sinusoids space their frequencies differently; ours, for at least 1024 positions
+    positions = torch.arange(sinusoid_positions(config))
     return _array(embed._sinusoids(positions.unsqueeze(0))[0])
+
+
+def sinusoid_positions(config: BigModelConfig) -> int:
+    """Positions the export covers: a learned table's, or (sinusoids, which have no end) at least 1024."""
+    if config.position_embedding == "learned":
+        return config.max_position_embeddings
+    return max(config.max_position_embeddings, 1024)
 
 
 def _stack_common(spec, stack, config: BigModelConfig, embeddings) -> None:
@@ -188,14 +196,17 @@ def source_specials(tokenizer) -> tuple[bool, bool]:
 
 
 def decoding_defaults(model, source_prefix: str) -> dict:
-    """The generation settings the checkpoint carries, in CTranslate2's names (translate_batch arguments)."""
+    """The generation settings the checkpoint carries, in CTranslate2's names (translate_batch arguments),
+    and the longest input and output the position table covers (rotary positions: no limit)."""
     generation = model.generation_config
+    limit = sinusoid_positions(model.config) if model.config.position_embedding != "rope" else 0
     return {
         "beam_size": int(generation.num_beams or 1),
         "length_penalty": float(generation.length_penalty if generation.length_penalty is not None else 1.0),
         # generate's max_length counts the start token, CTranslate2's max_decoding_length does not
         "max_decoding_length": max(int(generation.max_length or 129) - 1, 1),
         "source_prefix": source_prefix,
+        "max_positions": limit,
     }
 
 

@@ -28,6 +28,15 @@ class CT2Model:
         # the model's vocabulary, which may run past the tokenizer's (a padded embedding matrix)
         self.vocab_size = len(json.loads((found / "shared_vocabulary.json").read_text("utf-8")))
 
+    @property
+    def max_positions(self) -> int:
+        """Positions the export's table covers (0: no table, rotary positions)."""
+        return int(self.defaults.get("max_positions", 0))
+
+    def clip_length(self, length: int) -> int:
+        """A decoding length the position table covers (the start token takes a position too)."""
+        return min(length, self.max_positions - 1) if self.max_positions else length
+
     def source_tokens(self, text: str) -> list[str]:
         """Token strings of a source as the export expects them (BOS/EOS are added by CTranslate2's config)."""
         ids = self.tokenizer(self.source_prefix + text, add_special_tokens=False)["input_ids"]
@@ -45,5 +54,6 @@ class CT2Model:
         """One translation per text, in order (CTranslate2 sorts by length within `batch_size` itself)."""
         results = self.translator.translate_batch(
             [self.source_tokens(text) for text in texts], max_batch_size=batch_size, beam_size=num_beams,
-            length_penalty=length_penalty, max_decoding_length=max_new_tokens)
+            length_penalty=length_penalty, max_decoding_length=self.clip_length(max_new_tokens),
+            max_input_length=self.max_positions)
         return [self.decode(result.hypotheses[0]) for result in results]

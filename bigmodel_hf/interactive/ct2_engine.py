@@ -68,7 +68,7 @@ class CT2CompletionEngine(CompletionEngine):
         source_tokens, source_length = self.encode(source)
         forced = [self.tokens[i] for i in plan.forced_ids]
         # the spelled tokens count against the budget, as generated tokens do in the PyTorch engine
-        max_length = len(forced) + self.new_token_budget(source_length, len(plan.forced_ids))
+        max_length = self.ct2.clip_length(len(forced) + self.new_token_budget(source_length, len(plan.forced_ids)))
         # every beam's hypothesis comes back and all are ranked by one score, so the best does not depend
         # on how many alternatives were asked for
         returned = self.num_beams
