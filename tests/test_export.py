@@ -145,6 +145,10 @@ def test_ct2_refusals_name_the_setting_and_write_nothing(tmp_path, tokenizer):
         export_ct2(tmp_path / "lm", tmp_path / "out")
     with pytest.raises(ValueError, match="quantization 'int4'"):
         export_ct2(tmp_path / "scaled", tmp_path / "out", quantization="int4")
+    (tmp_path / "marian").mkdir()
+    (tmp_path / "marian" / "config.json").write_text(json.dumps({"model_type": "marian"}))
+    with pytest.raises(ValueError, match="holds a 'marian' model; only BigModel checkpoints"):
+        export_ct2(tmp_path / "marian", tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
