@@ -122,6 +122,12 @@ class RunArguments:
         metadata={"help": "Stop training after this many minutes of training (evaluation time excluded); the "
                           "final evaluation still runs. Unset = no wall-clock limit."},
     )
+    budget_schedule: bool = field(
+        default=False,
+        metadata={"help": "With max_train_minutes and lr_scheduler_type linear, cosine or warmup_stable_decay: "
+                          "size the decay by the time budget (whichever of max_steps and the budget is spent "
+                          "first), so the rate reaches its floor when training stops."},
+    )
     num_sample_outputs: int = field(
         default=4, metadata={"help": "Sample translations/generations logged at each evaluation."}
     )

@@ -11,6 +11,8 @@ import functools
 from transformers import SchedulerType
 
 from ..batching import TokenBudgetSeq2SeqTrainer, TokenBudgetTrainer
+from .budget_schedule import BUDGET_SCHEDULES, BudgetProgress, budget_scheduler
+from .callbacks import WallClockStop
 from .guards import GuardedTrainerMixin
 from .precision import Float32EvaluationMixin
 
@@ -67,14 +69,37 @@ class TrainingTokensMixin:
         return {"source_tokens": source, "target_tokens": target, "tokens": source + target}
 
 
-class TranslationTrainer(GuardedTrainerMixin, Float32EvaluationMixin, ExactGatherMixin, KeepColumnsMixin,
+class BudgetScheduleMixin:
+    """With a `WallClockStop(schedule_by_budget=True)` attached and a schedule that has an end, size the decay
+    by the time budget as well as by `max_steps` (see `budget_schedule`). Overrides the public
+    `create_scheduler`; the parent's is used in every other case."""
+
+    wsd_decay_steps: float = 0.2
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        stop = next((c for c in self.callback_handler.callbacks if isinstance(c, WallClockStop)), None)
+        kind = str(getattr(self.args.lr_scheduler_type, "value", self.args.lr_scheduler_type))
+        if self.lr_scheduler is not None or stop is None or not stop.schedule_by_budget or kind not in BUDGET_SCHEDULES:
+            return super().create_scheduler(num_training_steps, optimizer)
+        kwargs = self.args.lr_scheduler_kwargs or {}
+        decay = self.wsd_decay_steps
+        decay_fraction = decay if decay < 1 else decay / max(num_training_steps, 1)
+        self.lr_scheduler = budget_scheduler(
+            optimizer if optimizer is not None else self.optimizer, kind,
+            BudgetProgress(num_training_steps, stop.expected_share),
+            self.args.warmup_steps, decay_fraction, floor=float(kwargs.get("min_lr_rate", 0.0)),
+        )
+        return self.lr_scheduler
+
+
+class TranslationTrainer(BudgetScheduleMixin, GuardedTrainerMixin, Float32EvaluationMixin, ExactGatherMixin, KeepColumnsMixin,
                          TrainingTokensMixin, TokenBudgetSeq2SeqTrainer):
     """Seq2SeqTrainer + token-budget batches (`max_tokens=`) + exact gathering across processes + the stops
     of `guards` (non-finite loss, failed checkpoint save) + float32 evaluation under autocast + training-token
     counts + extra kept columns."""
 
 
-class CausalLMTrainer(GuardedTrainerMixin, Float32EvaluationMixin, ExactGatherMixin, TokenBudgetTrainer):
+class CausalLMTrainer(BudgetScheduleMixin, GuardedTrainerMixin, Float32EvaluationMixin, ExactGatherMixin, TokenBudgetTrainer):
     """Trainer + token-budget batches + exact gathering + float32 evaluation, and the warmup-stable-decay schedule sized by
     `wsd_decay_steps` (a float below 1 is a fraction of all steps, like `warmup_steps`)."""
 
