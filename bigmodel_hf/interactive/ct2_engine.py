@@ -7,12 +7,13 @@ CTranslate2 takes whole tokens as `target_prefix` but has no hook to mask tokens
 part of the prefix a token must *spell* (`plan.required`: a half-typed word, or just the word boundary
 after a finished word) is decoded here, a step at a time: the next-token log-probabilities at each
 candidate (`return_logits_vocab`), the spelling mask of `SpellingIndex` applied, the best `num_beams`
-spellings kept. Then each spelling becomes a `target_prefix` and CTranslate2's beam search finishes the
-sentence. When the free beam search after the whole words already spells what is required (after a
-finished word the model nearly always starts a new one), that single call is the answer.
+spellings kept. The most probable spelling then joins the `target_prefix` and CTranslate2's beam search
+finishes the sentence. After a finished word the spelling step is tried last: the free beam search after
+the whole words nearly always starts a new word by itself, and then that single call is the answer.
 
-Probabilities and scores come from one `score_batch` pass over the finished hypotheses, so they are the
-model's own, exactly as the PyTorch engine reports them.
+The n-best are CTranslate2's, in its order, with its length-normalised scores; the probabilities of the
+tokens of those returned come from one `score_batch` pass, so they are the model's own (unconstrained),
+as the PyTorch engine reports them.
 """
 
 import math
@@ -73,22 +74,27 @@ class CT2CompletionEngine(CompletionEngine):
         # on how many alternatives were asked for
         returned = self.num_beams
 
-        hypotheses = []
+        found = []  # (hypothesis tokens, CTranslate2's length-normalised score), best first
         if not plan.required.strip():  # nothing or a word boundary to spell: the free search usually does
-            hypotheses = self._free([source_tokens], [forced], max_length, returned)
-            hypotheses = [h for h in hypotheses if self._spells(h[len(forced):], plan.required)]
-        if not hypotheses:  # spell first, then search on from each spelling
-            spellings = self._spell(source_tokens, forced, plan.required)
-            hypotheses = self._free([source_tokens] * len(spellings), [forced + s for s in spellings],
-                                    max_length, returned)
-        completions, seen = [], set()
-        for generated, probabilities, score in self._score(source_tokens, forced, hypotheses):
-            completion = self._describe(plan, generated, probabilities, score)
-            if completion.text not in seen:  # two segmentations of one text are one alternative
-                seen.add(completion.text)
-                completions.append(completion)
-        completions.sort(key=lambda c: c.score, reverse=True)
-        completions = completions[:max(1, min(wanted, self.num_beams))]
+            found = [(h, score) for h, score in self._free([source_tokens], [forced], max_length, returned)
+                     if self._spells(h[len(forced):], plan.required)]
+        if not found:
+            # spell first, then search on from the most probable spelling: one search, as on the path above
+            # (searching on from every spelling cost 3x as much for a rarely different proposal)
+            spelling = self._spell(source_tokens, forced, plan.required)[0]
+            found = self._free([source_tokens], [forced + spelling], max_length, returned)
+        # distinct texts in CTranslate2's order; only those returned are scored for their probabilities
+        chosen, seen = [], set()
+        for hypothesis, score in found:
+            generated = self.tokenizer.convert_tokens_to_ids(hypothesis[len(forced):])
+            text = self._describe(plan, generated, [1.0] * len(generated), score).text
+            if text not in seen:  # two segmentations of one text are one alternative
+                seen.add(text)
+                chosen.append((hypothesis, score))
+            if len(chosen) == max(1, min(wanted, self.num_beams)):
+                break
+        completions = [self._describe(plan, generated, probabilities, score) for (generated, probabilities), (_, score)
+                       in zip(self._probabilities(source_tokens, forced, [h for h, _ in chosen]), chosen)]
         best = completions[0]
         return Completion(best.prefix, best.text, best.words, best.token_ids, best.token_probabilities, best.score,
                           completions if wanted > 0 else [])
@@ -105,12 +111,14 @@ class CT2CompletionEngine(CompletionEngine):
                 return True
         return len(spelled) >= len(required)
 
-    def _free(self, sources, prefixes, max_length: int, returned: int) -> list[list[str]]:
-        """CTranslate2's beam search after each target prefix; every hypothesis, prefix tokens included."""
+    def _free(self, sources, prefixes, max_length: int, returned: int) -> list[tuple[list[str], float]]:
+        """CTranslate2's beam search after each target prefix: every hypothesis (prefix tokens included)
+        with its score, best first."""
         results = self.ct2.translator.translate_batch(
             sources, target_prefix=prefixes, beam_size=self.num_beams, num_hypotheses=returned,
-            length_penalty=self.length_penalty, return_end_token=True, max_decoding_length=max_length)
-        return [hypothesis for result in results for hypothesis in result.hypotheses]
+            length_penalty=self.length_penalty, return_end_token=True, return_scores=True,
+            max_decoding_length=max_length)
+        return [pair for result in results for pair in zip(result.hypotheses, result.scores)]
 
     def _spell(self, source_tokens: list[str], forced: list[str], required: bytes) -> list[list[str]]:
         """The `num_beams` most probable token sequences that spell `required` after `forced`, best first."""
@@ -132,21 +140,22 @@ class CT2CompletionEngine(CompletionEngine):
             beams = []
             for tokens, log_probability, spelled, ended in candidates[:self.num_beams]:
                 if spelled >= len(required) or ended:
-                    finished.append(tokens)
+                    finished.append((log_probability, tokens))
                 else:
                     beams.append((tokens, log_probability, spelled))
-        return finished or [[]]
+            if len(finished) >= self.num_beams and (not beams or beams[0][1] < min(finished)[0]):
+                break  # longer spellings only lose probability: none left can enter the best `num_beams`
+        finished.sort(key=lambda f: f[0], reverse=True)
+        return [tokens for _, tokens in finished[:self.num_beams]] or [[]]
 
-    def _score(self, source_tokens: list[str], forced: list[str], hypotheses: list[list[str]]):
-        """(generated token ids, their probabilities, length-normalised log-probability) of each hypothesis,
-        from one teacher-forced pass."""
+    def _probabilities(self, source_tokens: list[str], forced: list[str], hypotheses: list[list[str]]):
+        """(generated token ids, the model's probability of each) of every hypothesis, from one
+        teacher-forced pass: the same unconstrained probabilities the PyTorch engine reports."""
         eos = self.tokenizer.eos_token
         targets = [h[:-1] if h and h[-1] == eos else h for h in hypotheses]
         results = self.ct2.translator.score_batch([source_tokens] * len(targets), targets)
         for hypothesis, target, result in zip(hypotheses, targets, results):
             log_probs = list(result.log_probs)  # one per target token, then the EOS score_batch appends
-            generated = hypothesis[len(forced):]
-            kept = log_probs[len(forced):len(target)] + (log_probs[len(target):] if len(target) < len(hypothesis) else [])
-            ids = self.tokenizer.convert_tokens_to_ids(generated)
-            score = sum(kept) / max(1, len(kept)) ** self.length_penalty
-            yield ids, [math.exp(p) for p in kept], score
+            ended = len(target) < len(hypothesis)
+            kept = log_probs[len(forced):len(target)] + (log_probs[len(target):] if ended else [])
+            yield self.tokenizer.convert_tokens_to_ids(hypothesis[len(forced):]), [math.exp(p) for p in kept]
