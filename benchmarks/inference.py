@@ -88,7 +88,7 @@ def load_arms(model_dir: Path, ct2_dirs: dict, threads: int):
 
     from bigmodel_hf import BigModelForSeq2SeqLM
     from bigmodel_hf.export.ct2_runtime import CT2Model
-    from bigmodel_hf.training.generation import translate_texts
+    from bigmodel_hf.decoding import translate_texts
 
     model = BigModelForSeq2SeqLM.from_pretrained(model_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -176,7 +176,7 @@ def single_arm_memory(arm: str, model_dir: str, ct2_dir: str | None, texts: list
         "torch.set_num_threads(1)",
         "from transformers import AutoTokenizer",
         "from bigmodel_hf import BigModelForSeq2SeqLM",
-        "from bigmodel_hf.training.generation import translate_texts",
+        "from bigmodel_hf.decoding import translate_texts",
         f"d, c = {model_dir!r}, {ct2_dir!r}",
         "tok = AutoTokenizer.from_pretrained(d)",
         loader,

@@ -20,7 +20,7 @@ import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from .pretrained import check_model_location, one_line_load_errors, source_prefix_of
-from .training.generation import translate_texts
+from .decoding import decoding_settings, translate_texts
 
 
 def default_device() -> torch.device:
@@ -132,18 +132,16 @@ class Translator:
         # a blank line is no sentence: the model would invent one, so it stays blank (and keeps its place)
         wanted = [i for i, text in enumerate(texts) if text.strip()]
         if self.ct2_model is not None:
-            defaults = self.ct2_model.defaults
-            options = dict(num_beams=num_beams or defaults["beam_size"],
-                           length_penalty=length_penalty if length_penalty is not None else defaults["length_penalty"],
-                           max_new_tokens=max_new_tokens or defaults["max_decoding_length"], batch_size=batch_size)
-            translated = self.ct2_model.translate([texts[i] for i in wanted], **options) if wanted else []
+            settings = self.ct2_model.settings(num_beams, length_penalty, max_new_tokens)
+            translated = self.ct2_model.translate(
+                [texts[i] for i in wanted], num_beams=settings.num_beams, length_penalty=settings.length_penalty,
+                max_new_tokens=settings.max_new_tokens, batch_size=batch_size) if wanted else []
         else:
-            defaults = self.model.generation_config
+            settings = decoding_settings(self.model.generation_config, num_beams, length_penalty, max_new_tokens)
             translated = translate_texts(
                 self.model, self.tokenizer, [texts[i] for i in wanted],
-                num_beams=num_beams or defaults.num_beams or 1,
-                length_penalty=length_penalty if length_penalty is not None else (defaults.length_penalty or 1.0),
-                max_new_tokens=max_new_tokens or max((defaults.max_length or 129) - 1, 1),  # max_length counts the start token
+                num_beams=settings.num_beams, length_penalty=settings.length_penalty,
+                max_new_tokens=settings.max_new_tokens,
                 batch_size=batch_size,
                 source_prefix=self.source_prefix,
             ) if wanted else []

@@ -198,13 +198,15 @@ def source_specials(tokenizer) -> tuple[bool, bool]:
 def decoding_defaults(model, source_prefix: str) -> dict:
     """The generation settings the checkpoint carries, in CTranslate2's names (translate_batch arguments),
     and the longest input and output the position table covers (rotary positions: no limit)."""
+    from ..decoding import max_new_tokens_of
+
     generation = model.generation_config
     limit = sinusoid_positions(model.config) if model.config.position_embedding != "rope" else 0
     return {
         "beam_size": int(generation.num_beams or 1),
         "length_penalty": float(generation.length_penalty if generation.length_penalty is not None else 1.0),
         # generate's max_length counts the start token, CTranslate2's max_decoding_length does not
-        "max_decoding_length": max(int(generation.max_length or 129) - 1, 1),
+        "max_decoding_length": max_new_tokens_of(generation),
         "source_prefix": source_prefix,
         "max_positions": limit,
     }

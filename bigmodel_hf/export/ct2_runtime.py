@@ -5,6 +5,7 @@ texts out. `Translator(engine="ct2")` and the interactive engine's CTranslate2 p
 import json
 from pathlib import Path
 
+from ..decoding import DecodingSettings
 from .ct2 import DECODING_FILE, find_ct2_export, require_ctranslate2
 
 
@@ -27,6 +28,14 @@ class CT2Model:
         self.source_prefix = self.defaults.get("source_prefix") or ""
         # the model's vocabulary, which may run past the tokenizer's (a padded embedding matrix)
         self.vocab_size = len(json.loads((found / "shared_vocabulary.json").read_text("utf-8")))
+
+    def settings(self, num_beams: int | None = None, length_penalty: float | None = None,
+                 max_new_tokens: int | None = None) -> DecodingSettings:
+        """The settings of one call: each one given, else the export's saved default (`decoding.json`)."""
+        return DecodingSettings(
+            num_beams=num_beams or self.defaults["beam_size"],
+            length_penalty=length_penalty if length_penalty is not None else self.defaults["length_penalty"],
+            max_new_tokens=max_new_tokens or self.defaults["max_decoding_length"])
 
     @property
     def max_positions(self) -> int:

@@ -34,12 +34,12 @@ class CT2CompletionEngine(CompletionEngine):
         self.ct2 = ct2_model
         self.model = None
         self.tokenizer = tokenizer = ct2_model.tokenizer
-        defaults = ct2_model.defaults
-        self.num_beams = max(num_beams or defaults["beam_size"], num_alternatives)
+        settings = ct2_model.settings(num_beams, length_penalty, max_new_tokens)
+        self.num_beams = max(settings.num_beams, num_alternatives)
         self.num_alternatives = num_alternatives
-        self.max_new_tokens = max_new_tokens or defaults["max_decoding_length"]
+        self.max_new_tokens = settings.max_new_tokens
         self.max_length_ratio = max_length_ratio
-        self.length_penalty = length_penalty if length_penalty is not None else defaults["length_penalty"]
+        self.length_penalty = settings.length_penalty
         self.source_prefix = ct2_model.source_prefix if source_prefix is None else source_prefix
         self.surfaces = token_surfaces(tokenizer)
         self.surfaces += [b""] * max(0, ct2_model.vocab_size - len(self.surfaces))

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 from transformers import EarlyStoppingCallback, TrainerCallback
 
-from .output import OutputLayout
+from ..output_layout import OutputLayout
 from .plotting import plot_training_curves
 
 logger = logging.getLogger(__name__)
