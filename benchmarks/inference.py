@@ -192,6 +192,26 @@ def single_arm_memory(arm: str, model_dir: str, ct2_dir: str | None, texts: list
     return int(run.stdout.strip().splitlines()[-1]) * 1024
 
 
+def ct2_alone_memory(ct2_dir: str, texts: list[str]) -> int:
+    """Peak resident set (bytes, VmHWM) of a deployment's process: `ctranslate2` and `tokenizers` only (no
+    torch, no transformers, no bigmodel_hf), the int8 export translating `texts` with beam 4."""
+    script = "\n".join([
+        "import json, ctranslate2",
+        "from tokenizers import Tokenizer",
+        f"d = {ct2_dir!r}",
+        "tok = Tokenizer.from_file(d + '/tokenizer.json')",
+        "translator = ctranslate2.Translator(d, intra_threads=1)",
+        f"texts = json.loads({json.dumps(json.dumps(texts))})",
+        "translator.translate_batch([tok.encode(t, add_special_tokens=False).tokens for t in texts], beam_size=4)",
+        "print([int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')][0])",
+    ])
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+    if run.returncode:
+        raise RuntimeError(run.stderr[-2000:])
+    return int(run.stdout.strip().splitlines()[-1]) * 1024
+
+
 def thirty_words(pairs, side: int, count: int):
     """The first `count` pairs whose source (side 0) or reference (1) has 25-35 words; the longest pairs
     when there are none (a toy corpus)."""
@@ -272,7 +292,8 @@ def markdown(a, command: str) -> str:
         "", "Peak memory: a fresh process (one thread) that imports torch and transformers, loads only that "
         "arm and translates "
         f"{a['memory_n']} pairs; the CTranslate2 arms load torch too (the package imports it), so their "
-        "figure is mostly the interpreter's.", "",
+        "figure is mostly the interpreter's. A deployment's process with `ctranslate2` and `tokenizers` only "
+        f"(no torch, no transformers) running the int8 export: **{a['memory_ct2_alone'] / 2**20:.0f} MiB**.", "",
         "## Exactness (greedy)", "",
         f"Float32 CTranslate2 against our `generate()`, greedy, the first {a['quality_n']} pairs: "
         f"**{a['greedy_same']}** identical translations, {a['quality_n'] - a['greedy_same']} different. "
@@ -385,6 +406,7 @@ def main(argv=None):
     a["memory"] = {name: single_arm_memory(name, str(model_dir), ct2_dirs.get(name.split()[-1]),
                                      sources[:args.memory_pairs])
                    for name in ARMS}
+    a["memory_ct2_alone"] = ct2_alone_memory(ct2_dirs["int8"], sources[:args.memory_pairs])
     a["size"] = {"ours generate()": folder_size([model_dir / "model.safetensors"]),
                  "Marian generate()": folder_size([marian_dir / "model.safetensors"]),
                  "CT2 float32": folder_size([Path(ct2_dirs["float32"]) / "model.bin"]),
