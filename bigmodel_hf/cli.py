@@ -126,7 +126,8 @@ def _interactive_setup(args: argparse.Namespace):
     if resolve_engine(args.engine, args.model) == "ct2":
         from .interactive.ct2_engine import CT2CompletionEngine
 
-        engine = CT2CompletionEngine.from_pretrained(args.model, num_alternatives=args.alternatives, **decoding)
+        engine = CT2CompletionEngine.from_pretrained(args.model, trust_remote_code=False,  # no code runs
+                                                     num_alternatives=args.alternatives, **decoding)
     else:
         engine = CompletionEngine.from_pretrained(args.model, device=parse_device(args.device),
                                                   trust_remote_code=args.trust_remote_code,

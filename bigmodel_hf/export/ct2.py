@@ -231,12 +231,14 @@ def export_ct2(model_dir, output_dir, quantization: str = "int8", force: bool = 
     if Path(model_dir).is_dir() and model_type != "bigmodel":
         raise ValueError(f"{model_dir} holds a {model_type!r} model; only BigModel checkpoints export here.")
     with one_line_load_errors(model_dir):
-        config = BigModelConfig.from_pretrained(model_dir)
+        # our own classes, never code shipped with the folder
+        config = BigModelConfig.from_pretrained(model_dir, trust_remote_code=False)
         refusals = ct2_refusals(config)
         if refusals:  # before loading any weights
             raise ValueError(f"{model_dir} cannot be exported to CTranslate2: {'; '.join(refusals)}.")
-        model = BigModelForSeq2SeqLM.from_pretrained(model_dir, use_safetensors=True, dtype=torch.float32).eval()
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        model = BigModelForSeq2SeqLM.from_pretrained(model_dir, use_safetensors=True, dtype=torch.float32,
+                                                     trust_remote_code=False).eval()
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
     spec = build_transformer_spec(model, tokenizer)
 
     class _Loaded(ctranslate2.converters.Converter):

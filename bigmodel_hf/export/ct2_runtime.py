@@ -23,7 +23,7 @@ class CT2Model:
         self.folder = found
         self.translator = ctranslate2.Translator(str(found), device=device, intra_threads=intra_threads,
                                                  compute_type=compute_type)
-        self.tokenizer = AutoTokenizer.from_pretrained(found)
+        self.tokenizer = AutoTokenizer.from_pretrained(found, trust_remote_code=False)  # tokenizer.json only
         self.defaults = json.loads((found / DECODING_FILE).read_text("utf-8"))
         self.source_prefix = self.defaults.get("source_prefix") or ""
         # the model's vocabulary, which may run past the tokenizer's (a padded embedding matrix)

@@ -112,10 +112,11 @@ def export_llama(model_dir, output_dir, force: bool = False) -> Path:
         if model_type != "bigmodel":
             raise ValueError(f"{model_dir} holds a {model_type!r} model; only BigModel checkpoints export here.")
     with one_line_load_errors(model_dir):
-        config = BigModelConfig.from_pretrained(model_dir)
+        # our own classes, never code shipped with the folder
+        config = BigModelConfig.from_pretrained(model_dir, trust_remote_code=False)
         llama_config_from(config)  # refuse before any weights load
-        model = BigModelForCausalLM.from_pretrained(model_dir, use_safetensors=True)
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        model = BigModelForCausalLM.from_pretrained(model_dir, use_safetensors=True, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
     to_llama_model(model).save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
     return output_dir

@@ -50,7 +50,12 @@ class CT2CompletionEngine(CompletionEngine):
         self._cache_size = cache_size
 
     @classmethod
-    def from_pretrained(cls, name_or_path, device: str = "cpu", intra_threads: int = 0, **options):
+    def from_pretrained(cls, name_or_path, device: str = "cpu", intra_threads: int = 0,
+                        trust_remote_code: bool = False, **options):
+        """An export's folder (or a model folder with one in `ct2/`). No Python code is ever loaded from it:
+        `trust_remote_code` is accepted for the same call as `CompletionEngine` and must stay False."""
+        if trust_remote_code:
+            raise ValueError("a CTranslate2 export runs no Python code of its own; drop --trust_remote_code.")
         return cls(CT2Model(name_or_path, device=str(device), intra_threads=intra_threads), **options)
 
     def encode(self, source: str) -> tuple[list[str], int]:
