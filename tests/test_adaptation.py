@@ -256,3 +256,21 @@ def test_a_corrections_file_that_is_not_json_lines_gives_one_line(base, tmp_path
     message = bad(["serve", "--model", str(base), "--corrections", str(tmp_path / "c.jsonl"), "--adapt",
                    "--adapt_output_dir", str(tmp_path / "other")], tmp_path)
     assert "holds files but no adaptation.json" in message
+
+
+def test_the_benchmark_script_writes_its_tables(tmp_path):
+    """benchmarks/online_adaptation.py end to end on a tiny model: 4 document sentences, one adapting arm."""
+    from benchmark_scripts import load_benchmark
+
+    script = load_benchmark("online_adaptation")
+    model = make_model_dir(tmp_path / "model", max_length=12, num_beams=2)
+    document = tmp_path / "document.jsonl"
+    write_pairs(document, PAIRS[:6])
+    out = tmp_path / "results.md"
+    script.main(["--model", str(model), "--document", str(document), "--bible", str(document), "--sentences", "4",
+                 "--block", "2", "--heldout_end", "6", "--bible_pairs", "2", "--keystroke_every", "2",
+                 "--arms", "lora:1e-3", "--out", str(out)])
+    text = out.read_text()
+    assert "| no adaptation | " in text and "| lora, lr 1e-3 | " in text and "3-4 | vs no adaptation |" in text
+    lora_row = [line for line in text.splitlines() if line.startswith("| lora, lr 1e-3 | ")][1]
+    assert lora_row.count("/") >= 3  # completion, approval -> proposal and update times were measured

@@ -353,6 +353,7 @@ class OnlineAdapter:
         self.learned = self.saved = 0
         self.last_update: str | None = None
         self.error: str | None = None
+        self.update_seconds: list[float] = []  # per approval: the steps and the swap (not the saves)
         self._resume(approved)
         self._lock = threading.Lock()  # guards `approved` between the caller and the worker
         self._jobs: queue.Queue = queue.Queue()
@@ -401,8 +402,10 @@ class OnlineAdapter:
                 if self.error is None:
                     with self._lock:
                         pairs = self.approved[:count]
+                    started = time.perf_counter()
                     self.learner.update(pairs, self.originals)
                     self.install(self.learner.served_weights())
+                    self.update_seconds.append(time.perf_counter() - started)
                     self.learned, self.last_update = count, datetime.now(timezone.utc).isoformat(timespec="seconds")
                     if count % self.settings.save_every == 0:
                         self.save()
