@@ -274,3 +274,18 @@ def test_the_benchmark_script_writes_its_tables(tmp_path):
     assert "| no adaptation | " in text and "| lora, lr 1e-3 | " in text and "3-4 | vs no adaptation |" in text
     lora_row = [line for line in text.splitlines() if line.startswith("| lora, lr 1e-3 | ")][1]
     assert lora_row.count("/") >= 3  # completion, approval -> proposal and update times were measured
+
+
+def test_resuming_onto_another_history_is_refused(base, tmp_path):
+    corrections, out = tmp_path / "corrections.jsonl", tmp_path / "out"
+    write_pairs(corrections, [{"en": s, "es": t} for s, t in APPROVED[:2]])
+    main(["adapt", "--model", str(base), "--corrections", str(corrections), "--output_dir", str(out)])
+    before = snapshot(out)
+    message = bad(["adapt", "--model", str(base), "--corrections", str(corrections), "--output_dir", str(out),
+                   "--adapt_learning_rate", "0.5"], tmp_path)
+    assert "was adapted with other settings" in message
+    write_pairs(corrections, [{"en": s, "es": t} for s, t in APPROVED[1:3]])
+    message = bad(["adapt", "--model", str(base), "--corrections", str(corrections), "--output_dir", str(out)],
+                  tmp_path)
+    assert "learned from 2 pairs that are not the first 2 of the corrections file" in message
+    assert snapshot(out) == before

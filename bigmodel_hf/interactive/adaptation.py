@@ -467,7 +467,7 @@ def replay_corrections(base_dir, corrections, output_dir, settings: AdaptSetting
     """`bigmodel-hf adapt`: learn from every pair of `corrections` in order, as the server did; save."""
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    from ..pretrained import check_model_location, source_prefix_of
+    from ..pretrained import check_model_location, one_line_load_errors, source_prefix_of
     from .session import model_languages
 
     settings.check()
@@ -476,8 +476,9 @@ def replay_corrections(base_dir, corrections, output_dir, settings: AdaptSetting
     if not read_corrections(corrections, source_lang, target_lang):
         raise ValueError(f"corrections file {corrections} holds no approved pairs; nothing to learn from")
     check_output_dir(output_dir, base_dir)
-    model = AutoModelForSeq2SeqLM.from_pretrained(base_dir, use_safetensors=True).eval()
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    with one_line_load_errors(base_dir):  # as the server loads it: safetensors only, no shipped code run
+        model = AutoModelForSeq2SeqLM.from_pretrained(base_dir, use_safetensors=True, trust_remote_code=False).eval()
+        tokenizer = AutoTokenizer.from_pretrained(base_dir, trust_remote_code=False)
     adapter = OnlineAdapter(model, tokenizer, base_dir, corrections, settings, output_dir,
                             source_lang=source_lang, target_lang=target_lang,
                             source_prefix=source_prefix_of(model.config, base_dir), log=log)
