@@ -289,3 +289,17 @@ def test_resuming_onto_another_history_is_refused(base, tmp_path):
                   tmp_path)
     assert "learned from 2 pairs that are not the first 2 of the corrections file" in message
     assert snapshot(out) == before
+
+
+def test_translate_interactive_with_adapt_saves_and_a_restart_resumes(base, tmp_path, monkeypatch, capsys):
+    corrections = tmp_path / "corrections.jsonl"
+    for number, (source, translation) in enumerate(APPROVED[:2], 1):
+        monkeypatch.setattr("sys.stdin", __import__("io").StringIO(f"{translation}\n\n/quit\n"))
+        main(["translate", "--interactive", "--model", str(base), "--corrections", str(corrections), "--adapt",
+              "--adapt_learning_rate", "0.01", source])
+        captured = capsys.readouterr()
+        assert f"Adapted weights ({number} approved pairs learned) are in {tmp_path / 'corrections_adapted'}" \
+            in captured.out
+        assert ("resumed from" in captured.err) == (number == 2)
+    info = json.loads((tmp_path / "corrections_adapted" / INFO).read_text())
+    assert info["pairs_learned"] == 2 and info["original_pairs"] == 30
