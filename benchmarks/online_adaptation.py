@@ -117,7 +117,7 @@ def markdown(command: str, model: str, args, rows: list[dict], before: dict, not
         f"`{command}`", "",
         *([note, ""] if note else []),
         f"Base model: {model}. Document: the first {args.sentences} pairs of `{args.document}`; held out: its "
-        f"pairs {args.sentences + 1}-{args.heldout_end}; forgetting: the first {args.bible_pairs} pairs of "
+        f"pairs {args.heldout_start + 1}-{args.heldout_end}; forgetting: the first {args.bible_pairs} pairs of "
         f"`{args.bible}`. Machine: {platform.machine()}, {os.cpu_count()} cores shared with other jobs (load "
         f"average {os.getloadavg()[0]:.1f} at the end), one torch thread, torch {torch.__version__}, "
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.", "",
@@ -140,7 +140,7 @@ def markdown(command: str, model: str, args, rows: list[dict], before: dict, not
               "BLEU after the document; before it was "
               f"{before['bible_bleu']:.2f} (bible) and {before['heldout_bleu']:.2f} (held-out l10n).", "",
               "| arm | keystroke ratio | completion p50 / p90 | approval → next proposal p50 / p90 | update p50 / p90 | "
-              f"bible BLEU (Δ) | l10n {args.sentences + 1}-{args.heldout_end} BLEU (Δ) | CPU min |",
+              f"bible BLEU (Δ) | held-out {args.heldout_start + 1}-{args.heldout_end} BLEU (Δ) | CPU min |",
               "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         keys = row["keystrokes"]
@@ -165,7 +165,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bible", required=True, help="the base model's validation pairs (forgetting)")
     parser.add_argument("--sentences", type=int, default=600)
     parser.add_argument("--block", type=int, default=100)
-    parser.add_argument("--heldout_end", type=int, default=1000, help="held-out document pairs: sentences+1 .. this")
+    parser.add_argument("--heldout_start", type=int, default=600, help="held-out document pairs: after this one...")
+    parser.add_argument("--heldout_end", type=int, default=1000, help="...up to this one")
     parser.add_argument("--bible_pairs", type=int, default=200)
     parser.add_argument("--keystroke_every", type=int, default=30, help="0: no keystroke simulation")
     parser.add_argument("--num_beams", type=int, default=None, help="default: the model's generation_config")
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     log = lambda message: print(message, flush=True)  # noqa: E731
     source_lang, target_lang = model_languages(args.model)
     everything = read_pairs(args.document, source_lang, target_lang)
-    document, heldout = everything[:args.sentences], everything[args.sentences:args.heldout_end]
+    document, heldout = everything[:args.sentences], everything[args.heldout_start:args.heldout_end]
     bible = read_pairs(args.bible, source_lang, target_lang)[:args.bible_pairs]
     engine = CompletionEngine.from_pretrained(args.model, num_beams=args.num_beams, num_alternatives=1)
     model = describe_model(engine, args.model)
@@ -201,12 +202,12 @@ def main(argv: list[str] | None = None) -> None:
             row["arm"], row["settings"] = name, None if settings is None else asdict(settings)
             rows.append(row)
             log(json.dumps(row, default=str))
-    shown = list(argv if argv is not None else sys.argv[1:])
-    if "--note" in shown:
-        del shown[shown.index("--note"):shown.index("--note") + 2]
-    command = "python benchmarks/online_adaptation.py " + shlex.join(shown)
-    text = markdown(command, model, args, rows, before, args.note)
-    write_keeping_notes(Path(args.out), text, NOTES_MARKER)
+            shown = list(argv if argv is not None else sys.argv[1:])
+            if "--note" in shown:
+                del shown[shown.index("--note"):shown.index("--note") + 2]
+            command = "python benchmarks/online_adaptation.py " + shlex.join(shown)
+            text = markdown(command, model, args, rows, before, args.note)  # after each arm: a long run
+            write_keeping_notes(Path(args.out), text, NOTES_MARKER)        # stopped early still leaves a page
     print(text)
 
 

@@ -215,6 +215,13 @@ def test_the_terminal_prints_one_line_per_approval_and_the_card_says_it_was_adap
     assert len(lines) == 2 and lines[0].startswith("  model adapted from")
     card = str(build_model_card(tmp_path / "out"))
     assert "adapted online" in card and "from 2 approved" in card and "learning rate 0.01" in card
+    from bigmodel_hf.hub import plan_upload, upload_problems, with_rebuilt_card
+
+    files = with_rebuilt_card(plan_upload(tmp_path / "out"), tmp_path / "out")  # what `push` would send
+    names = {file.path_in_repo for file in files}
+    assert {"model.safetensors", "tokenizer.json", "README.md", "run_config.yaml"} <= names
+    assert INFO not in names and "adaptation_state.safetensors" not in names  # local paths, optimiser moments
+    assert upload_problems(files, tmp_path / "out") == {}
 
 
 def bad(argv, tmp_path) -> str:
@@ -268,7 +275,7 @@ def test_the_benchmark_script_writes_its_tables(tmp_path):
     write_pairs(document, PAIRS[:6])
     out = tmp_path / "results.md"
     script.main(["--model", str(model), "--document", str(document), "--bible", str(document), "--sentences", "4",
-                 "--block", "2", "--heldout_end", "6", "--bible_pairs", "2", "--keystroke_every", "2",
+                 "--block", "2", "--heldout_start", "4", "--heldout_end", "6", "--bible_pairs", "2", "--keystroke_every", "2",
                  "--arms", "lora:1e-3", "--out", str(out)])
     text = out.read_text()
     assert "| no adaptation | " in text and "| lora, lr 1e-3 | " in text and "3-4 | vs no adaptation |" in text
