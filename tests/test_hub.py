@@ -19,7 +19,8 @@ import torch
 from huggingface_hub import CommitInfo, HfApi, RepoUrl
 
 from bigmodel_hf.cli import main as cli_main
-from bigmodel_hf.hub import UnsafeUploadError, plan_upload, push_output_dir, take_over_trainer_push
+from bigmodel_hf.hub import UnsafeUploadError, plan_upload, push_output_dir
+from bigmodel_hf.training.runs import take_over_trainer_push
 from tiny_models import random_ids
 from tiny_runs import make_output_dir
 from without_package import BLOCK_BIGMODEL_HF, offline_env

@@ -36,10 +36,10 @@ from ..data import load_translation_dataset
 from ..tokenization import load_pretrained_tokenizer
 from .config import RunConfig, parse_run_config
 from .defaults import TRANSLATION_DEFAULTS
-from .output import OutputLayout
+from ..output_layout import OutputLayout
 from .rerun import check_output_dir
 from .translation import TRANSLATION_ARGUMENT_TYPES, parse_translation_config, run_translation
-from .validation import ConfigError
+from .setting_checks import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -71,14 +71,14 @@ BT_FIELDS = [f.name for f in dataclasses.fields(BackTranslationArguments)]
 
 
 def parse_back_translation_config(argv=None, default_config=None) -> RunConfig:
-    run_config = parse_run_config(TRANSLATION_ARGUMENT_TYPES + (BackTranslationArguments,), argv,
+    run_config = parse_run_config({**TRANSLATION_ARGUMENT_TYPES, "extra": BackTranslationArguments}, argv,
                                   TRANSLATION_DEFAULTS, default_config)
     check_back_translation_settings(run_config)
     return run_config
 
 
 def check_back_translation_settings(run_config: RunConfig) -> None:
-    bt, data = run_config.get(BackTranslationArguments), run_config.arguments[2]
+    bt, data = run_config.extra, run_config.data
     problems = []
     if not data.train_file:
         problems.append("back-translation needs train_file (the real pairs)")
@@ -163,9 +163,10 @@ def step_settings(run_config: RunConfig, **changes) -> dict:
 
 
 def run_step(settings: dict, yaml_path: Path) -> dict:
-    """Write a step's settings as a recipe YAML (rerunnable by hand with --config) and run it."""
+    """Run a step of the translation recipe with `settings`; they are also saved as a recipe YAML, so the step
+    can be rerun by hand with --config."""
     yaml_path.write_text(yaml.safe_dump(settings, sort_keys=True, allow_unicode=True), "utf-8")
-    return run_translation(parse_translation_config(["--config", str(yaml_path)]))
+    return run_translation(parse_translation_config([], values=settings))
 
 
 def finished(output_dir: Path) -> bool:
@@ -174,8 +175,7 @@ def finished(output_dir: Path) -> bool:
 
 def run_back_translation(run_config: RunConfig) -> dict:
     """All four steps; returns a summary (also written to `<output_dir>/back_translation.json`)."""
-    model_args, tok_args, data, run, args = run_config.arguments[:5]
-    bt = run_config.get(BackTranslationArguments)
+    data, run, args, bt = run_config.data, run_config.run, run_config.training, run_config.extra
     check_output_dir(args.output_dir)  # before the folder is made: a file there is named in one line
     root = Path(args.output_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -210,7 +210,7 @@ def run_back_translation(run_config: RunConfig) -> dict:
     mixed_path = root / "mixed_train.jsonl"
     counts = write_mixed(real, synthetic, bt.synthetic_ratio, bt.bt_tag, src, tgt, mixed_path, seed=args.seed)
 
-    added = [t for t in (tok_args.added_special_tokens or "").split(",") if t.strip()]
+    added = [t for t in (run_config.tokenizer.added_special_tokens or "").split(",") if t.strip()]
     added += [bt.bt_tag] if bt.bt_tag and bt.bt_tag not in added else []
     forward_dir = root / "forward"
     if not finished(forward_dir):

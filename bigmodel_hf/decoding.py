@@ -1,10 +1,40 @@
-"""Batched generation from plain strings, for sample logging and the translate API.
+"""How a trained model decodes plain strings: its saved decoding defaults, and batched generation.
 
-Places inputs on the model's device, sorts by length so batches pad little, puts outputs back in input
-order, and restores the model's train/eval mode afterwards (the sample callback runs mid-training).
+Every place that decodes text (the translate command and API, the interactive engine, sample logging,
+back-translation) goes through here, so they agree on defaults and on input handling. Generation places
+inputs on the model's device, sorts by length so batches pad little, puts outputs back in input order,
+and restores the model's train/eval mode afterwards (the sample callback runs mid-training).
 """
 
+from dataclasses import dataclass
+
 import torch
+
+# the decoder start token + 128 new tokens, where a checkpoint saved no max_length
+FALLBACK_MAX_LENGTH = 129
+
+
+@dataclass(frozen=True)
+class DecodingSettings:
+    num_beams: int
+    length_penalty: float
+    max_new_tokens: int
+
+
+def decoding_settings(generation_config, num_beams: int | None = None, length_penalty: float | None = None,
+                      max_new_tokens: int | None = None) -> DecodingSettings:
+    """The settings of one call: each one given, else the model's saved default (`generation_config.json`,
+    where the translation recipe stores the beam, length penalty and max length of its final evaluation)."""
+    return DecodingSettings(
+        num_beams=num_beams or generation_config.num_beams or 1,
+        length_penalty=length_penalty if length_penalty is not None else (generation_config.length_penalty or 1.0),
+        max_new_tokens=max_new_tokens or max_new_tokens_of(generation_config),
+    )
+
+
+def max_new_tokens_of(generation_config) -> int:
+    """New tokens a seq2seq model may write by default: its saved `max_length` counts the decoder start token."""
+    return max((generation_config.max_length or FALLBACK_MAX_LENGTH) - 1, 1)
 
 
 @torch.no_grad()

@@ -6,7 +6,7 @@ from tiny_models import tiny_config
 
 from bigmodel_hf import BigModelForCausalLM, BigModelForSeq2SeqLM
 from bigmodel_hf.tokenization import train_lm_tokenizer, train_translation_tokenizer
-from bigmodel_hf.training.generation import continue_texts, translate_texts
+from bigmodel_hf.decoding import continue_texts, translate_texts
 
 TEXTS = ["a b", "the cat sat on the mat and then slept", "one", "dogs run fast in the park today"]
 

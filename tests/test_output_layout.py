@@ -9,7 +9,7 @@ from transformers import EvalPrediction
 
 from bigmodel_hf.tokenization import train_translation_tokenizer
 from bigmodel_hf.training.evaluation import TranslationMetrics, length_sorted_subset
-from bigmodel_hf.training.output import OutputLayout, strip_metric_prefix
+from bigmodel_hf.output_layout import OutputLayout, strip_metric_prefix
 from bigmodel_hf.training.plotting import curve, plot_training_curves
 
 LOG_HISTORY = [
