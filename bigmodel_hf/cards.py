@@ -350,6 +350,25 @@ def describe_results(run: RunRecord) -> dict:
     return {"rows": rows, "notes": notes}
 
 
+def describe_adaptation(run: RunRecord) -> str | None:
+    """A sentence on online adaptation (`bigmodel-hf serve --adapt`) when the folder holds its record."""
+    info = read_json_object(run.root / "adaptation.json")
+    if not info.get("adapted_online"):
+        return None
+    settings = info.get("settings") or {}
+    moves = {"all": "all weights", "decoder": "the decoder's weights",
+             "lora": f"LoRA adapters of rank {settings.get('lora_rank')} (merged in)"}.get(settings.get("moves"), "?")
+    originals = (f"{settings.get('replay_original')} of its {info.get('original_pairs'):,} original training pairs"
+                 if info.get("original_pairs") else "no original training pairs (none at hand)")
+    return (f"This model was adapted online from `{display_name(str(info.get('base_model', '?')))}` while a person "
+            f"translated with it: it learned from {info.get('pairs_learned')} approved pairs, one after another, "
+            f"taking {settings.get('steps_per_approval')} AdamW step(s) per approval with learning rate "
+            f"{settings.get('learning_rate')} on {moves}, each batch mixing the new pair with up to "
+            f"{settings.get('replay_approved')} earlier approved pairs and {originals} (seed {settings.get('seed')}; "
+            f"last update {info.get('last_update')}). The scores above, if any, are the base model's run, not "
+            "this adapted model's.")
+
+
 def describe_limitations(run: RunRecord, language_description: str) -> list[str]:
     rc = run.run_config
     generated = GENERATED_DATASETS.get(rc.get("dataset_name") or "")
@@ -431,6 +450,7 @@ def build_model_card(output_dir: str | Path, repo_id: str | None = None, license
         source_prefix=json.dumps(prefix, ensure_ascii=False) if isinstance(prefix, str) and prefix else None,
         recipe=RECIPES[run.task],
         limitations=describe_limitations(run, languages),
+        adaptation=describe_adaptation(run),
         run_config_yaml=yaml.safe_dump(resolved, sort_keys=True, allow_unicode=True).strip()
         if resolved else "# no run_config.yaml in the output directory",
     )

@@ -8,6 +8,8 @@
     bigmodel-hf translate --model DIR "text" ...       # translate arguments (or stdin lines), one per line
     bigmodel-hf translate --interactive --model DIR    # accept / correct / approve each proposal in the terminal
     bigmodel-hf serve --model DIR                      # the same on a local web page
+    bigmodel-hf serve --model DIR --adapt              # ...and the model learns from each approval
+    bigmodel-hf adapt --model DIR --corrections FILE --output_dir OUT   # replay approvals offline
 """
 
 import argparse
@@ -104,7 +106,8 @@ def _translate(args: argparse.Namespace) -> None:
 
 
 def _interactive_setup(args: argparse.Namespace):
-    """Engine, corrections log and queued sources shared by `translate --interactive` and `serve`."""
+    """Engine, corrections log, queued sources and online adapter (None without --adapt) shared by
+    `translate --interactive` and `serve`."""
     import math
 
     from .interactive import CompletionEngine
@@ -123,7 +126,18 @@ def _interactive_setup(args: argparse.Namespace):
     if not all(sources):
         raise ValueError(f"argument {sources.index('') + 1} is blank; give a sentence to translate")
     sources += read_sources(args.source_file, source_lang) if args.source_file else []
-    if resolve_engine(args.engine, args.model) == "ct2":
+    settings = _adapt_settings(args).check() if args.adapt else None
+    if settings is not None:
+        from .interactive.adaptation import check_output_dir, default_output_dir, read_corrections
+
+        check_output_dir(args.adapt_output_dir or default_output_dir(log.path), args.model)
+        read_corrections(log.path, source_lang, target_lang)
+    engine_name = resolve_engine(args.engine, args.model)
+    if settings is not None and engine_name == "ct2":  # learning needs the PyTorch weights
+        if args.engine == "ct2":
+            raise ValueError("--adapt trains the PyTorch model and cannot run on --engine ct2; use --engine torch")
+        engine_name = "torch"
+    if engine_name == "ct2":
         from .interactive.ct2_engine import CT2CompletionEngine
 
         engine = CT2CompletionEngine.from_pretrained(args.model, trust_remote_code=False,  # no code runs
@@ -132,14 +146,47 @@ def _interactive_setup(args: argparse.Namespace):
         engine = CompletionEngine.from_pretrained(args.model, device=parse_device(args.device),
                                                   trust_remote_code=args.trust_remote_code,
                                                   num_alternatives=args.alternatives, **decoding)
-    return engine, log, sources
+    adapter = None
+    if settings is not None:
+        from .interactive.adaptation import OnlineAdapter
+
+        adapter = OnlineAdapter(engine.model, engine.tokenizer, args.model, log.path, settings,
+                                args.adapt_output_dir, install=engine.replace_weights, source_lang=source_lang,
+                                target_lang=target_lang, source_prefix=engine.source_prefix)
+    return engine, log, sources, adapter
+
+
+def _adapt_settings(args: argparse.Namespace):
+    from .interactive.adaptation import AdaptSettings
+
+    return AdaptSettings(learning_rate=args.adapt_learning_rate, steps_per_approval=args.adapt_steps_per_approval,
+                         replay_approved=args.adapt_replay_approved, replay_original=args.adapt_replay_original,
+                         moves=args.adapt_moves, lora_rank=args.adapt_lora_rank, save_every=args.adapt_save_every,
+                         seed=args.adapt_seed)
+
+
+def _close_adapter(adapter) -> None:
+    if adapter is not None:
+        adapter.close()
+        print(f"Adapted weights ({adapter.learned} approved pairs learned) are in {adapter.output_dir}", flush=True)
+
+
+def _adapt(args: argparse.Namespace) -> None:
+    from .interactive.adaptation import replay_corrections
+
+    adapter = replay_corrections(args.model, args.corrections, args.output_dir, _adapt_settings(args).check(),
+                                 args.source_lang, args.target_lang)
+    print(f"Adapted {args.model} on {adapter.learned} approved pairs of {args.corrections} -> {adapter.output_dir}")
 
 
 def _translate_interactively(args: argparse.Namespace) -> None:
     from .interactive.terminal import run_terminal
 
-    engine, log, sources = _interactive_setup(args)
-    run_terminal(engine, log, sources or None, threshold=args.threshold)
+    engine, log, sources, adapter = _interactive_setup(args)
+    try:
+        run_terminal(engine, log, sources or None, threshold=args.threshold, adapter=adapter)
+    finally:
+        _close_adapter(adapter)
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -147,8 +194,9 @@ def _serve(args: argparse.Namespace) -> None:
 
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be between 0 and 65535, not {args.port}")
-    engine, log, sources = _interactive_setup(args)
-    server = make_server(InteractiveApp(engine, log, sources, threshold=args.threshold), args.host, args.port)
+    engine, log, sources, adapter = _interactive_setup(args)
+    server = make_server(InteractiveApp(engine, log, sources, threshold=args.threshold, adapter=adapter),
+                         args.host, args.port)
     # the token in the URL is what lets the page (and only whoever was given this URL) change anything
     print(f"Serving on {server.url} (open this URL, token included; Ctrl-C stops); approved translations "
           f"go to {log.path}", flush=True)
@@ -158,6 +206,7 @@ def _serve(args: argparse.Namespace) -> None:
         pass
     finally:
         server.server_close()
+        _close_adapter(adapter)
 
 
 def _add_interactive_options(parser: argparse.ArgumentParser) -> None:
@@ -168,6 +217,28 @@ def _add_interactive_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target_lang", help="language code of the translations (default: run_config.yaml)")
     parser.add_argument("--alternatives", type=int, default=3, help="n-best completions shown")
     parser.add_argument("--threshold", type=float, default=0.5, help="words below this probability are marked")
+    parser.add_argument("--adapt", action="store_true",
+                        help="learn from each approval in the background (the base model folder is never written)")
+    parser.add_argument("--adapt_output_dir",
+                        help="where adapted weights are saved and resumed from (default: beside --corrections)")
+    _add_adapt_settings(parser)
+
+
+def _add_adapt_settings(parser: argparse.ArgumentParser) -> None:
+    from .interactive.adaptation import MOVES, AdaptSettings
+
+    defaults = AdaptSettings()
+    parser.add_argument("--adapt_learning_rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--adapt_steps_per_approval", type=int, default=defaults.steps_per_approval)
+    parser.add_argument("--adapt_replay_approved", type=int, default=defaults.replay_approved,
+                        help="earlier approved pairs mixed into each update")
+    parser.add_argument("--adapt_replay_original", type=int, default=defaults.replay_original,
+                        help="pairs of the model's training data (run_config.yaml's train_file) mixed in")
+    parser.add_argument("--adapt_moves", default=defaults.moves, choices=MOVES, help="which weights learn")
+    parser.add_argument("--adapt_lora_rank", type=int, default=defaults.lora_rank)
+    parser.add_argument("--adapt_save_every", type=int, default=defaults.save_every,
+                        help="approvals between saves (and one at exit)")
+    parser.add_argument("--adapt_seed", type=int, default=defaults.seed)
 
 
 def _add_decoding_options(parser: argparse.ArgumentParser) -> None:
@@ -257,6 +328,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_loading_options(serve, legacy_bin=False)  # the engine reads safetensors only
     _add_interactive_options(serve)
     serve.set_defaults(run=_serve)
+
+    adapt = commands.add_parser("adapt", help="replay a corrections file: the weights `serve --adapt` learned, "
+                                              "reproduced offline")
+    adapt.add_argument("--model", required=True, help="the base model folder the server adapted")
+    adapt.add_argument("--corrections", required=True, help="the JSON Lines file of approved translations")
+    adapt.add_argument("--output_dir", required=True, help="folder for the adapted model (resumed if it holds one)")
+    adapt.add_argument("--source_lang", help="language code of the sources (default: the run's run_config.yaml)")
+    adapt.add_argument("--target_lang", help="language code of the translations (default: run_config.yaml)")
+    _add_adapt_settings(adapt)
+    adapt.set_defaults(run=_adapt)
     return parser
 
 

@@ -107,3 +107,29 @@ def test_odd_tokenizers_still_keep_the_prefix(tmp_path):
     for prefix in ("La Mu", "La mu", "LA ", "Ñ"):
         for alternative in engine.complete(SOURCES[0], prefix).alternatives:
             assert_honours(alternative.text, prefix)
+
+
+def test_adapting_needs_the_torch_engine(tmp_path, monkeypatch, capsys):
+    """`--adapt` learns in the PyTorch weights: with `--engine ct2` it is one line and nothing is written;
+    with `--engine auto` on a folder that holds an export it serves from PyTorch and learns."""
+    import io
+    import json
+
+    from bigmodel_hf.cli import main
+    from bigmodel_hf.export.ct2 import export_ct2
+
+    folder = make_model_dir(tmp_path / "model")
+    export_ct2(folder, folder / "ct2", quantization="float32")
+    corrections = tmp_path / "work" / "corrections.jsonl"
+    corrections.parent.mkdir()
+    source, translation = PAIRS[0]["en"], PAIRS[0]["es"]
+    argv = ["translate", "--interactive", "--model", str(folder), "--corrections", str(corrections), "--adapt", source]
+    with pytest.raises(SystemExit) as stopped:
+        main(argv + ["--engine", "ct2"])
+    assert str(stopped.value.code).endswith("--adapt trains the PyTorch model and cannot run on --engine ct2; "
+                                            "use --engine torch")
+    assert list(corrections.parent.iterdir()) == []
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"{translation}\n\n/quit\n"))
+    main(argv + ["--engine", "auto", "--adapt_learning_rate", "0.01"])
+    assert "Adapted weights (1 approved pairs learned)" in capsys.readouterr().out
+    assert [json.loads(line)["translation"]["en"] for line in corrections.read_text().splitlines()] == [source]

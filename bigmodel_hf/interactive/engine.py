@@ -14,6 +14,7 @@ chose, multiplied over the tokens of the word: the quantity an interface highlig
 
 import math
 import re
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -69,6 +70,9 @@ class CompletionEngine:
             self.start_id = tokenizer.bos_token_id
         self._encoded: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
         self._cache_size = cache_size
+        # held for a whole completion: new weights (online adaptation) land between two completions, never in one
+        self._weights_lock = threading.RLock()
+        self.weights_version = 0
 
     @classmethod
     def from_pretrained(cls, name_or_path, device: str | torch.device = "cpu", trust_remote_code: bool = False,
@@ -92,6 +96,10 @@ class CompletionEngine:
     @torch.no_grad()
     def encode(self, source: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoder states and attention mask of `source`, computed once and kept for the next prefixes."""
+        with self._weights_lock:
+            return self._encode(source)
+
+    def _encode(self, source: str) -> tuple[torch.Tensor, torch.Tensor]:
         if source in self._encoded:
             self._encoded.move_to_end(source)
             return self._encoded[source]
@@ -112,11 +120,27 @@ class CompletionEngine:
 
     def clear_cache(self) -> None:
         """Forget the encoded sources (a benchmark that wants each sentence to pay for its encoder)."""
-        self._encoded.clear()
+        with self._weights_lock:
+            self._encoded.clear()
 
     @torch.no_grad()
+    def replace_weights(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Copy new values in (parameter name -> tensor) between two completions and forget every encoder
+        output computed with the old ones, so that no proposal mixes old and new weights."""
+        parameters = dict(self.model.named_parameters())
+        with self._weights_lock:
+            for name, value in tensors.items():
+                parameters[name].copy_(value)
+            self._encoded.clear()
+            self.weights_version += 1
+
     def complete(self, source: str, prefix: str = "", num_alternatives: int | None = None) -> Completion:
         """The best completion of `prefix` as a translation of `source`, with its n-best alternatives."""
+        with self._weights_lock:
+            return self._complete(source, prefix, num_alternatives)
+
+    @torch.no_grad()
+    def _complete(self, source: str, prefix: str, num_alternatives: int | None) -> Completion:
         wanted = self.num_alternatives if num_alternatives is None else num_alternatives
         plan = plan_prefix(self.tokenizer, self.surfaces, prefix)
         states, mask = self.encode(source)

@@ -53,9 +53,9 @@ def _difference(best: Completion, other: Completion) -> str:
 
 
 def run_terminal(engine, log: CorrectionLog, sources: Iterable[str] | None = None,
-                 input_fn: Callable[[str], str] = input, out=None, threshold: float = 0.5) -> int:
+                 input_fn: Callable[[str], str] = input, out=None, threshold: float = 0.5, adapter=None) -> int:
     """Translate `sources` (or sentences typed at a `source>` prompt) one by one; returns how many
-    translations were approved and appended to `log`."""
+    translations were approved and appended to `log` (and handed to `adapter`, an `OnlineAdapter`, if any)."""
     out = out or sys.stdout
 
     def say(text: str = "") -> None:
@@ -102,6 +102,9 @@ def run_terminal(engine, log: CorrectionLog, sources: Iterable[str] | None = Non
             log.append(source, session.approved)
             saved += 1
             say(f"  saved: {session.approved}")
+            if adapter is not None:
+                adapter.learn(source, session.approved)
+                say(adapter.describe())
     say(f"{saved} translation(s) saved to {log.path}")
     return saved
 

@@ -76,8 +76,10 @@ class InteractiveApp:
         "approve": ("_approve", {"text": Text(nullable=True), "prefix_only": Flag()}),
     }
 
-    def __init__(self, engine, log: CorrectionLog, sources: list[str] | None = None, threshold: float = 0.5):
+    def __init__(self, engine, log: CorrectionLog, sources: list[str] | None = None, threshold: float = 0.5,
+                 adapter=None):
         self.engine, self.log, self.threshold = engine, log, threshold
+        self.adapter = adapter  # an OnlineAdapter (--adapt): learns from each approval while the next is served
         self.queue = list(sources or [])
         self.session: TranslationSession | None = None
         self.saved = 0
@@ -147,13 +149,19 @@ class InteractiveApp:
             raise ApiError(400, "give 'text' or 'prefix_only', not both")
         translation = session.approve_prefix() if prefix_only else session.approve(text)
         self.log.append(session.source, translation)
+        if self.adapter is not None:  # queued: the update runs while the next proposal is served
+            self.adapter.learn(session.source, translation)
         self.saved += 1
         self.session = None
         self._next()
 
     def state(self) -> dict:
         state = {"saved": self.saved, "queued": len(self.queue), "threshold": self.threshold,
-                 "log": str(self.log.path), "ms": round(self.last_ms, 1), "session": None}
+                 "log": str(self.log.path), "ms": round(self.last_ms, 1), "session": None,
+                 "adaptation": None}
+        if self.adapter is not None:
+            status = self.adapter.status()
+            state["adaptation"] = {key: status[key] for key in ("learned", "queued", "last_update", "error")}
         session = self.session
         if session is not None:
             proposal = session.proposal

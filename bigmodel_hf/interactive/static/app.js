@@ -32,12 +32,21 @@ function flushTyping() {  // a correction still waiting for its pause goes out b
   if (timer !== null) { clearTimeout(timer); timer = null; call("type", {text: $("typed").value}); }
 }
 
+function adaptation() {  // with --adapt: how many approvals the model learned from, and when
+  const a = state.adaptation;
+  if (!a) return "";
+  if (a.error) return ` · adaptation stopped: ${a.error}`;
+  const when = a.last_update ? `, last update ${new Date(a.last_update).toLocaleTimeString()}` : "";
+  return ` · model learned from ${a.learned} approval(s)${when}` + (a.queued ? ` (${a.queued} learning)` : "");
+}
+
 function draw(next) {
   state = next;
   const session = state.session, proposal = $("proposal"), alternatives = $("alternatives");
   proposal.replaceChildren(); alternatives.replaceChildren();
   if (!session) {
-    $("status").textContent = `${state.saved} saved to ${state.log}` + (state.queued ? "" : " · no more queued sentences");
+    $("status").textContent = `${state.saved} saved to ${state.log}` + (state.queued ? "" : " · no more queued sentences") +
+      adaptation();
     return;
   }
   if (document.activeElement !== $("source")) $("source").value = session.source;
@@ -61,7 +70,7 @@ function draw(next) {
     alternatives.append(item);
   });
   $("status").textContent = `${state.ms} ms · ${session.completions} completion(s) for this sentence · ` +
-    `${state.saved} saved to ${state.log} · ${state.queued} queued`;
+    `${state.saved} saved to ${state.log} · ${state.queued} queued` + adaptation();
 }
 
 function cursor() {
