@@ -6,6 +6,8 @@ order, and restores the model's train/eval mode afterwards (the sample callback 
 
 import torch
 
+from .sharding import is_sharded
+
 
 @torch.no_grad()
 def translate_texts(
@@ -44,6 +46,8 @@ def continue_texts(
 def _generate_sorted(model, tokenizer, texts, batch_size, generate_kwargs, keep_prompt) -> list[str]:
     was_training = model.training
     model.eval()
+    if is_sharded(model):  # every process runs each forward until all are done (see training.sharding)
+        generate_kwargs = dict(generate_kwargs, synced_gpus=True)
     padding_side = tokenizer.padding_side
     if keep_prompt:  # decoder-only: new tokens must follow the prompt directly, so pad on the left
         tokenizer.padding_side = "left"

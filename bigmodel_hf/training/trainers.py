@@ -13,6 +13,7 @@ from transformers import SchedulerType
 from ..batching import TokenBudgetSeq2SeqTrainer, TokenBudgetTrainer
 from .guards import GuardedTrainerMixin
 from .precision import Float32EvaluationMixin
+from .sharding import ShardedTrainingMixin, SyncedShardedGenerationMixin
 
 
 class ExactGatherMixin:
@@ -67,14 +68,14 @@ class TrainingTokensMixin:
         return {"source_tokens": source, "target_tokens": target, "tokens": source + target}
 
 
-class TranslationTrainer(GuardedTrainerMixin, Float32EvaluationMixin, ExactGatherMixin, KeepColumnsMixin,
+class TranslationTrainer(ShardedTrainingMixin, SyncedShardedGenerationMixin, GuardedTrainerMixin, Float32EvaluationMixin, ExactGatherMixin, KeepColumnsMixin,
                          TrainingTokensMixin, TokenBudgetSeq2SeqTrainer):
     """Seq2SeqTrainer + token-budget batches (`max_tokens=`) + exact gathering across processes + the stops
     of `guards` (non-finite loss, failed checkpoint save) + float32 evaluation under autocast + training-token
     counts + extra kept columns."""
 
 
-class CausalLMTrainer(GuardedTrainerMixin, Float32EvaluationMixin, ExactGatherMixin, TokenBudgetTrainer):
+class CausalLMTrainer(ShardedTrainingMixin, GuardedTrainerMixin, Float32EvaluationMixin, ExactGatherMixin, TokenBudgetTrainer):
     """Trainer + token-budget batches + exact gathering + float32 evaluation, and the warmup-stable-decay schedule sized by
     `wsd_decay_steps` (a float below 1 is a fraction of all steps, like `warmup_steps`)."""
 
