@@ -29,7 +29,7 @@ from .runs import preset_config, start_run
 from .trainers import TranslationTrainer
 from .translation import (
     TRANSLATION_ARGUMENT_TYPES, build_model, build_tokenizer, build_translation_trainer, check_model_settings,
-    load_parallel_data,
+    load_parallel_data, share_toy_corpus,
 )
 from .validation import ConfigError
 
@@ -137,6 +137,7 @@ def run_search(run_config: RunConfig) -> dict:
     # One score per trial, from the evaluation at the end of its budget: no checkpoints, no best-model reload.
     args.save_strategy, args.load_best_model_at_end = "no", False
     start_run(run_config, args, record=True)
+    share_toy_corpus(data, args)
     raw = load_parallel_data(data, args.output_dir, args.seed, write_files=args.should_save)
     tokenizer = build_tokenizer(model_args, tok_args, raw, args, resuming=False)
     tokenized = tokenize_translation_dataset(raw, tokenizer, max_source_length=data.max_source_length,

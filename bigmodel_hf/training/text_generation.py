@@ -31,6 +31,7 @@ from .defaults import LM_DEFAULTS
 from .generation import continue_texts
 from .lora import add_lora, save_lora_result
 from .output import OutputLayout
+from .processes import made_once_everywhere
 from .rerun import completed_run
 from .runs import capped, check_model_settings, finish_run, preset_config, record_run, start_run, tokenizer_for_run
 from .trainers import CausalLMTrainer
@@ -76,7 +77,7 @@ def load_text_data(data: TextDataArguments, output_dir: str, seed: int, write_fi
         raise ConfigError("Give either --dataset_name or --train_file (with --validation_file), not both.")
     if data.dataset_name == STDLIB_DATASET:
         corpus_dir = Path(output_dir) / "data"
-        if write_files:
+        if write_files and not (corpus_dir / "validation.jsonl").is_file():  # the recipe made it already
             write_stdlib_corpus(corpus_dir)
         spec = {split: str(corpus_dir / f"{split}.jsonl") for split in ("train", "validation")}
     elif data.train_file:
@@ -173,6 +174,8 @@ def run_text_generation(run_config: RunConfig) -> dict:
         print(finished)
         return layout.read_eval_results()
 
+    if data.dataset_name == STDLIB_DATASET:  # read from the main process's Python, copied to every machine
+        made_once_everywhere(Path(args.output_dir) / "data", write_stdlib_corpus, args)
     with args.main_process_first(desc="loading data"):
         raw = load_text_data(data, args.output_dir, args.seed, write_files=args.should_save)
     tokenizer = build_tokenizer(model_args, lm, raw, args, resuming=resume is not None)

@@ -27,6 +27,7 @@ from .defaults import TRANSLATION_DEFAULTS
 from .evaluation import TranslationMetrics, length_sorted_subset
 from .generation import translate_texts
 from .output import strip_metric_prefix
+from .processes import made_once_everywhere
 from .precision import short_sequence_bf16_attention
 from .runs import (
     capped, check_model_settings, dropout_settings, finish_run, parse_config_overrides, preset_config, record_run,
@@ -51,13 +52,15 @@ def parse_translation_config(argv=None, default_config=None) -> RunConfig:
 def load_parallel_data(data: TranslationDataArguments, output_dir: str, seed: int, write_files: bool = True):
     """Raw `source`/`target` pairs with train/validation/test splits, cleaned (report in the output dir).
 
-    `write_files=False` (processes other than the main one) reads the toy corpus the main process wrote.
+    `write_files=False` (processes other than the main one) writes nothing: it reads the toy corpus the main
+    process made (`processes.made_once_everywhere` copies it to every machine first) and keeps the cleaning
+    report to itself.
     """
     if data.dataset_name and data.train_file:
         raise ConfigError("Give either --dataset_name or --train_file (with --validation_file/--test_file), not both.")
     if data.dataset_name == TOY_DATASET:
         toy_dir = Path(output_dir) / "data"
-        if write_files:
+        if write_files and not (toy_dir / "test.jsonl").is_file():  # the recipes made it already (share_toy_corpus)
             write_toy_translation_corpus(toy_dir, seed=seed)
         spec = {split: str(toy_dir / f"{split}.jsonl") for split in ("train", "validation", "test")}
     elif data.train_file:
@@ -74,10 +77,17 @@ def load_parallel_data(data: TranslationDataArguments, output_dir: str, seed: in
     if data.max_train_samples is not None:
         raw["train"] = raw["train"].select(range(min(data.max_train_samples, len(raw["train"]))))
     if data.clean_data:
-        raw, _report = clean_translation_dataset(raw, report_dir=output_dir)
+        raw, _report = clean_translation_dataset(raw, report_dir=output_dir if write_files else None)
     if data.source_prefix:
         raw = raw.map(lambda row: {"source": data.source_prefix + row["source"]})
     return raw
+
+
+def share_toy_corpus(data: TranslationDataArguments, args) -> None:
+    """`--dataset_name toy_en_es`: the main process writes the corpus, every machine gets a copy."""
+    if data.dataset_name == TOY_DATASET:
+        made_once_everywhere(Path(args.output_dir) / "data", lambda folder: write_toy_translation_corpus(
+            folder, seed=args.seed), args)
 
 
 def build_tokenizer(model_args: ModelArguments, tok_args: TokenizerArguments, raw, training_args, resuming: bool):
@@ -149,6 +159,7 @@ def run_translation(run_config: RunConfig) -> dict:
     if finished := completed_run(resume, args):
         print(finished)
         return layout.read_eval_results()
+    share_toy_corpus(data, args)
     with args.main_process_first(desc="loading data"):
         raw = load_parallel_data(data, args.output_dir, args.seed, write_files=args.should_save)
     tokenizer = build_tokenizer(model_args, tok_args, raw, args, resuming=resume is not None)
