@@ -103,7 +103,12 @@ class ShardedTrainingMixin:
             logger.info("FSDP%s on %d CPU processes (gloo)", plugin.fsdp_version, state.num_processes)
 
     def _save(self, output_dir=None, state_dict=None):
-        with saved_as_unsharded_class(self.model) if is_sharded(self.model) else contextlib.nullcontext():
+        if not is_sharded(self.model):
+            return super()._save(output_dir, state_dict=state_dict)
+        if state_dict:  # gathered copies no longer share storage, so save_pretrained would keep every tied one
+            tied = getattr(self.model, "all_tied_weights_keys", None) or {}
+            state_dict = {name: tensor for name, tensor in state_dict.items() if name not in tied}
+        with saved_as_unsharded_class(self.model):
             return super()._save(output_dir, state_dict=state_dict)
 
 
