@@ -87,3 +87,37 @@ def test_token_id_check_reads_back_only_cpu_ids():
     check_token_ids(torch.tensor([[4, 5]], device="meta"), vocab_size=64)
     with pytest.raises(ValueError, match=r"token ids in \[4, 70\].*vocabulary is \[0, 64\)"):
         check_token_ids(torch.tensor([[4, 70]]), vocab_size=64)
+
+
+def test_recipe_trains_with_torch_compile_like_eager(toy_translation_jsonl, tmp_path):
+    """`--torch_compile true` through the Trainer (Accelerate compiles the training model; dynamic shapes from
+    the token-budget batches). The `aot_eager` backend keeps this test in seconds and goes through the same
+    graph capture as inductor (the recipe default, measured in benchmarks/compile_speed.py); losses equal
+    eager's within float32 reassociation."""
+    import json
+
+    from bigmodel_hf.training.translation import parse_translation_config, run_translation
+    from tiny_runs import flags
+
+    def run(output_dir, **extra):
+        run_translation(parse_translation_config(flags(
+            train_file=toy_translation_jsonl, validation_file=toy_translation_jsonl, clean_data="false",
+            output_dir=output_dir, config_overrides="d_model=32,ffn_dim=48,encoder_layers=1,decoder_layers=1,"
+            "num_attention_heads=2,dropout=0.0", vocab_size=120, tokenizer_min_frequency=1, max_steps=4,
+            warmup_steps=1, learning_rate=5e-3, label_smoothing_factor=0.0, max_tokens=160, eval_steps=4,
+            save_steps=4, logging_steps=1, num_beams=1, generation_max_length=12, num_sample_outputs=0,
+            report_to="none", use_cpu="true", seed=0, **extra)))
+        history = json.loads((output_dir / "checkpoint-4" / "trainer_state.json").read_text())["log_history"]
+        return [entry["loss"] for entry in history if "loss" in entry]
+
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    eager = run(tmp_path / "eager")
+    assert counters["stats"]["unique_graphs"] == 0  # nothing compiled without the flag
+    compiled = run(tmp_path / "compiled", torch_compile="true", torch_compile_backend="aot_eager")
+    assert counters["stats"]["unique_graphs"] >= 1  # the model's forward was captured
+    assert len(compiled) == 4 and compiled == pytest.approx(eager, rel=1e-4)
+    assert (tmp_path / "compiled" / "model.safetensors").is_file()
+    assert not any(key.startswith("_orig_mod") for key in BigModelForSeq2SeqLM.from_pretrained(
+        tmp_path / "compiled").state_dict())

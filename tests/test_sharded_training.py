@@ -113,3 +113,13 @@ def test_killed_fsdp_run_resumes_from_its_checkpoint(toy_translation_jsonl, fsdp
     final, uninterrupted = load_file(tmp_path / "model.safetensors"), load_file(fsdp_dir / "model.safetensors")
     for name, tensor in uninterrupted.items():
         torch.testing.assert_close(final[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_multi_gpu_config_launches_on_cpu_like_the_cpu_config(toy_translation_jsonl, ddp_run, tmp_path):
+    """`multi_gpu.yaml` (float32 here: bf16 autocast is what it adds on GPUs) runs the same DDP job on CPU
+    processes: the recipe joins them over gloo itself. Same arithmetic as `cpu_2proc.yaml`: equal exactly."""
+    accelerate_launch("multi_gpu.yaml", tiny_run(toy_translation_jsonl, tmp_path), launch_flags=FP32)
+    assert json.loads((tmp_path / "run_info.json").read_text())["distributed_type"] == "MULTI_CPU"
+    assert logged_losses(tmp_path) == logged_losses(ddp_run)
+    ours, reference = load_file(tmp_path / "model.safetensors"), load_file(ddp_run / "model.safetensors")
+    assert all(torch.equal(ours[name], tensor) for name, tensor in reference.items())
