@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("--length_penalty", type=float, help="beam length penalty (default: generation_config)")
     translate.add_argument("--max_new_tokens", type=int, help="longest output in tokens (default: generation_config)")
     translate.add_argument("--batch_size", type=int, default=32)
-    translate.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
+    translate.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: where Accelerate would train: the GPU, else CPU)")
     _add_model_loading_options(translate)
     translate.add_argument("--interactive", action="store_true",
                            help="human in the loop: accept words, type corrections, approve (see /help inside); "
@@ -215,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--num_beams", type=int, help="beam size (default: the model's generation_config)")
     serve.add_argument("--length_penalty", type=float, help="beam length penalty (default: generation_config)")
     serve.add_argument("--max_new_tokens", type=int, help="longest output in tokens (default: generation_config)")
-    serve.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
+    serve.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: where Accelerate would train: the GPU, else CPU)")
     _add_model_loading_options(serve, legacy_bin=False)  # the engine reads safetensors only
     _add_interactive_options(serve)
     serve.set_defaults(run=_serve)
