@@ -75,3 +75,12 @@ def test_cli_without_device_asks_and_with_device_does_not(checkpoint, monkeypatc
     calls.clear()
     cli_main(["translate", "--model", str(checkpoint), "--num_beams", "1", "--device", "cpu", "a cat"])
     assert calls == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_asking_for_a_device_this_machine_lacks_is_one_line(checkpoint, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli_main(["translate", "--model", str(checkpoint), "--device", "cuda", "a cat"])
+    assert stop.value.code not in (0, None)
+    message = str(stop.value.code) if isinstance(stop.value.code, str) else capsys.readouterr().err
+    assert "--device 'cuda': this machine has no cuda device; use cpu or leave --device unset." in message
