@@ -30,7 +30,6 @@ RESULTS = ROOT / "benchmarks" / "results" / "recipe_throughput.md"
 
 
 def run_recipe_arm(args, out: Path) -> dict:
-    from bigmodel_hf.training import TranslationDataArguments
     from bigmodel_hf.training.translation import parse_translation_config, run_translation
 
     flags = {"train_file": DATA / "train.jsonl", "validation_file": DATA / "validation.jsonl",
@@ -40,7 +39,7 @@ def run_recipe_arm(args, out: Path) -> dict:
              "max_predict_samples": 20, "resume_from_checkpoint": "none", "disable_tqdm": "true"}
     run_config = parse_translation_config([item for k, v in flags.items() for item in (f"--{k}", str(v))])
     training = run_translation(run_config)["training"]
-    data, training_args = run_config.get(TranslationDataArguments), tuple(run_config)[-1]
+    data, training_args = run_config.data, run_config.training
     return {"arm": "recipe", "target_tokens": training["target_tokens"], "training_s": training["training_minutes"] * 60,
             "steps": training["steps"],
             "settings": f"max_tokens {data.max_tokens}, bf16 {training_args.bf16}, "

@@ -170,7 +170,7 @@ def train_arm(arm: str, raw, tokenizer, out: Path, budget_s: float, shape: dict 
 
 
 def translate(model, tokenizer, texts):
-    from bigmodel_hf.training.generation import translate_texts
+    from bigmodel_hf.decoding import translate_texts
 
     return translate_texts(model, tokenizer, texts, num_beams=DECODING["num_beams"],
                            max_new_tokens=DECODING["max_new_tokens"], batch_size=DECODING["batch_size"])

@@ -1,46 +1,22 @@
-"""Batches: dynamic-padding collators, token-budget batching (fairseq `--max-tokens`), LM packing.
-
-Public API
-----------
-make_seq2seq_collator(tokenizer, model=None, pad_to_multiple_of=None) -> DataCollatorForSeq2Seq
-    Pads `input_ids`/`attention_mask` with the pad id and `labels` with -100 to the longest in the batch.
-make_lm_collator(tokenizer, pad_to_multiple_of=None) -> DataCollatorForLanguageModeling
-    Causal-LM collator (labels = input_ids, padding -> -100); packed blocks need no padding.
-column_lengths(dataset, columns=("input_ids", "labels"), pad_to_multiple_of=None) -> np.ndarray (n, k)
-example_lengths(dataset, columns=..., pad_to_multiple_of=None) -> np.ndarray (n,)
-    Per-example size for budgeting: the longest of the present `columns` (fairseq's `num_tokens`).
-TokenBudgetBatchSampler(lengths, max_tokens, *, max_sentences=None, shuffle=True, seed=0,
-        num_replicas=None, rank=None)          (a torch Sampler of list[int]; has set_epoch(epoch))
-    `lengths`: (n,) sizes or (n, k) per-column lengths (size = row max; the columns refine the sort).
-    Batches of length-sorted examples with `len(batch) * max(size in batch) <= max_tokens`, fixed for a
-    seed; their order is reshuffled per epoch. Rank r of R gets every R-th batch of that order: ranks see
-    disjoint batches, all see the same number (the batch list is made a multiple of R by splitting the
-    largest batches, so nothing is repeated or dropped). `len()` is the per-rank batch count.
-padding_stats(lengths, batches) -> dict(real_tokens, padded_tokens, padding_fraction)
-TokenBudgetTrainerMixin, TokenBudgetTrainer, TokenBudgetSeq2SeqTrainer
-    `Trainer(..., max_tokens=N, max_sentences=None)`: training batches come from
-    `TokenBudgetBatchSampler` (rank/world size from TrainingArguments; works under `accelerate launch`).
-    `max_tokens=None` falls back to the stock fixed-size batches. Evaluation batching is unchanged.
-pack_lm_blocks(dataset, block_size, *, eos_token_id, drop_remainder=True, with_labels=True)
-        -> Dataset | DatasetDict
-    Concatenates tokenized documents (EOS after each one that lacks it) and cuts blocks of `block_size`
-    tokens: columns `input_ids` (and `labels`, a copy; the model shifts).
+"""Turning tokenized examples into batches: the collators of both recipes, token-budget batching (fairseq's
+`--max-tokens`: batches of similar lengths up to a token count, so little compute goes to padding), and the
+packing of LM documents into fixed-size blocks. The Trainers that use the token-budget sampler are in
+`training/trainers.py`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from functools import partial
 
 import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
-from torch.utils.data import DataLoader, Sampler
-from transformers import DataCollatorForLanguageModeling, DataCollatorForSeq2Seq, Seq2SeqTrainer, Trainer
-from transformers.trainer_utils import seed_worker
+from torch.nn.utils.rnn import pad_sequence
+from torch.utils.data import Sampler
+from transformers import DataCollatorForSeq2Seq
 from datasets.table import InMemoryTable
 
 from .data.errors import DataError
@@ -58,10 +34,24 @@ def make_seq2seq_collator(tokenizer, model=None, pad_to_multiple_of: int | None 
                                   pad_to_multiple_of=pad_to_multiple_of, return_tensors="pt")
 
 
-def make_lm_collator(tokenizer, pad_to_multiple_of: int | None = None) -> DataCollatorForLanguageModeling:
-    """Dynamic padding for causal LM; labels are the inputs with padding set to -100."""
-    return DataCollatorForLanguageModeling(tokenizer, mlm=False, pad_to_multiple_of=pad_to_multiple_of,
-                                           return_tensors="pt")
+class LMBlockCollator:
+    """Packed LM blocks -> tensors. Training blocks all hold `block_size` tokens; the last validation block
+    may be shorter and is padded on the right (labels -100, attention 0), so no position shifts.
+
+    Labels are the blocks' own `labels` (the inputs when absent), never derived from the pad id: LM
+    tokenizers often pad with EOS, and the EOS between documents must still be learned."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, features: list[dict]) -> dict:
+        ids = [torch.tensor(f["input_ids"]) for f in features]
+        labels = [torch.tensor(f.get("labels", f["input_ids"])) for f in features]
+        return {
+            "input_ids": pad_sequence(ids, batch_first=True, padding_value=self.pad_token_id),
+            "labels": pad_sequence(labels, batch_first=True, padding_value=-100),
+            "attention_mask": pad_sequence([torch.ones_like(i) for i in ids], batch_first=True, padding_value=0),
+        }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -171,68 +161,6 @@ class TokenBudgetBatchSampler(Sampler):
             order = np.arange(len(self.batches))
         for position in order[self.rank :: self.num_replicas].tolist():
             yield list(self.batches[position])
-
-
-def padding_stats(lengths, batches) -> dict:
-    """Real vs padded tokens of `batches` (lists of indices) padded to their longest member."""
-    lengths = np.asarray(lengths)
-    real = sum(int(lengths[b].sum()) for b in batches)
-    padded = sum(int(lengths[b].max()) * len(b) for b in batches)
-    return {"real_tokens": real, "padded_tokens": padded, "padding_fraction": 1 - real / padded if padded else 0.0}
-
-
-# --------------------------------------------------------------------------------------------------
-# Trainer integration
-
-
-class TokenBudgetTrainerMixin:
-    """Mix in before a `Trainer` class: `max_tokens=N` switches training batches to a token budget."""
-
-    def __init__(self, *args, max_tokens: int | None = None, max_sentences: int | None = None,
-                 length_columns: Sequence[str] = ("input_ids", "labels"), **kwargs):
-        super().__init__(*args, **kwargs)
-        self.max_tokens, self.max_sentences, self.length_columns = max_tokens, max_sentences, tuple(length_columns)
-
-    def get_train_dataloader(self) -> DataLoader:
-        if self.max_tokens is None:
-            return super().get_train_dataloader()
-        dataset = self.train_dataset
-        if dataset is None:
-            raise ValueError("Trainer: training requires a train_dataset.")
-        if not isinstance(dataset, datasets.Dataset):
-            raise TypeError("max_tokens batching needs a datasets.Dataset train_dataset")
-        args = self.args
-        sampler = TokenBudgetBatchSampler(
-            column_lengths(dataset, self.length_columns), self.max_tokens, max_sentences=self.max_sentences,
-            seed=args.data_seed if args.data_seed is not None else args.seed,
-            num_replicas=max(1, args.world_size), rank=args.process_index if args.world_size > 1 else 0,
-        )
-        dataset = self._remove_unused_columns(dataset, description="Training")
-        loader = DataLoader(
-            dataset, batch_sampler=sampler, collate_fn=self.data_collator,
-            num_workers=args.dataloader_num_workers, pin_memory=args.dataloader_pin_memory,
-            persistent_workers=args.dataloader_persistent_workers,
-            prefetch_factor=args.dataloader_prefetch_factor,
-            multiprocessing_context=args.dataloader_multiprocessing_context,
-            worker_init_fn=partial(seed_worker, num_workers=args.dataloader_num_workers, rank=args.process_index),
-        )
-        loader = self.accelerator.prepare(loader)
-        # Our sampler already shards by rank; under several processes accelerate wraps it in a
-        # BatchSamplerShard that would shard again. Make that wrapper a pass-through (as Trainer does
-        # for its own rank-aware BatchRebalanceSampler). `set_epoch` still reaches our sampler: Trainer
-        # calls it on `loader.batch_sampler.batch_sampler`.
-        shard = getattr(loader, "batch_sampler", None)
-        if shard is not None and shard is not sampler and getattr(shard, "batch_sampler", None) is sampler:
-            shard.num_processes, shard.process_index = 1, 0
-        return loader
-
-
-class TokenBudgetTrainer(TokenBudgetTrainerMixin, Trainer):
-    """`transformers.Trainer` with `max_tokens=` token-budget training batches."""
-
-
-class TokenBudgetSeq2SeqTrainer(TokenBudgetTrainerMixin, Seq2SeqTrainer):
-    """`transformers.Seq2SeqTrainer` with `max_tokens=` token-budget training batches."""
 
 
 # --------------------------------------------------------------------------------------------------

@@ -148,6 +148,14 @@ def _add_interactive_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, default=0.5, help="words below this probability are marked")
 
 
+def _add_decoding_options(parser: argparse.ArgumentParser) -> None:
+    """How the model decodes, and where: each default is the model's own (`decoding.decoding_settings`)."""
+    parser.add_argument("--num_beams", type=int, help="beam size (default: the model's generation_config)")
+    parser.add_argument("--length_penalty", type=float, help="beam length penalty (default: generation_config)")
+    parser.add_argument("--max_new_tokens", type=int, help="longest output in tokens (default: generation_config)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: where Accelerate runs: the GPU, else CPU)")
+
+
 def _add_model_loading_options(parser: argparse.ArgumentParser, legacy_bin: bool = True) -> None:
     parser.add_argument("--trust_remote_code", action="store_true",
                         help="run Python code shipped with the model (default: refuse; never asked on stdin)")
@@ -195,11 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     translate = commands.add_parser("translate", help="translate text with a trained seq2seq model folder or Hub id")
     translate.add_argument("texts", nargs="*", help="sentences to translate (default: one per line from stdin)")
     translate.add_argument("--model", required=True, help="output directory of recipes/translate.py, or a Hub id")
-    translate.add_argument("--num_beams", type=int, help="beam size (default: the model's generation_config)")
-    translate.add_argument("--length_penalty", type=float, help="beam length penalty (default: generation_config)")
-    translate.add_argument("--max_new_tokens", type=int, help="longest output in tokens (default: generation_config)")
+    _add_decoding_options(translate)
     translate.add_argument("--batch_size", type=int, default=32)
-    translate.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: where Accelerate would train: the GPU, else CPU)")
     _add_model_loading_options(translate)
     translate.add_argument("--interactive", action="store_true",
                            help="human in the loop: accept words, type corrections, approve (see /help inside); "
@@ -212,10 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model", required=True, help="output directory of recipes/translate.py, or a Hub id")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (anyone reaching it can add corrections)")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--num_beams", type=int, help="beam size (default: the model's generation_config)")
-    serve.add_argument("--length_penalty", type=float, help="beam length penalty (default: generation_config)")
-    serve.add_argument("--max_new_tokens", type=int, help="longest output in tokens (default: generation_config)")
-    serve.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: where Accelerate would train: the GPU, else CPU)")
+    _add_decoding_options(serve)
     _add_model_loading_options(serve, legacy_bin=False)  # the engine reads safetensors only
     _add_interactive_options(serve)
     serve.set_defaults(run=_serve)

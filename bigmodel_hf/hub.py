@@ -28,7 +28,7 @@ from huggingface_hub import CommitOperationAdd, HfApi
 from .cards import build_model_card, read_json_object, shareable_run_config, write_model_card
 from .pretrained import WEIGHTS_INDEX, read_run_config, safetensors_shapes, weight_files
 from .redaction import find_leaks, find_leaks_in_file, known_tokens, local_path_prefixes, redact_local_paths
-from .training.output import OutputLayout
+from .output_layout import OutputLayout
 
 TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.json",
@@ -222,18 +222,3 @@ def push_output_dir(
     )
     return commit.commit_url
 
-
-def take_over_trainer_push(training_args) -> dict | None:
-    """For the recipes: if the run asked for `--push_to_hub`, turn the Trainer's own push off and return
-    the keyword arguments of `push_output_dir` for after the final evaluation (None otherwise).
-
-    The Trainer would upload the whole output directory as it goes (data copies, predictions,
-    `training_args.bin`); `push_output_dir` sends only what is listed above, once, with the card.
-    Call before building the Trainer.
-    """
-    if not training_args.push_to_hub:
-        return None
-    training_args.push_to_hub = False
-    return dict(repo_id=training_args.hub_model_id or Path(training_args.output_dir).resolve().name,
-                token=training_args.hub_token, private=training_args.hub_private_repo,
-                revision=training_args.hub_revision)

@@ -6,23 +6,8 @@ sequence and adds no BOS, so translation labels end with EOS and do not start wi
 builds decoder inputs by shifting labels right behind BOS). They are returned as
 `PreTrainedTokenizerFast` and reload with `AutoTokenizer.from_pretrained(dir)` with identical ids.
 
-Public API
-----------
-PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3;  SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
-train_translation_tokenizer(texts, vocab_size=16000, model_type="bpe", *, min_frequency=2,
-        model_max_length=1024, save_dir=None, added_special_tokens=()) -> PreTrainedTokenizerFast
-    Joint source+target subword vocabulary ("bpe" or "unigram", SentencePiece-style `▁` word marks);
-    `added_special_tokens` (e.g. a back-translation tag) get ids after the vocabulary and are never split.
-    `texts`: a Dataset/DatasetDict with `source`/`target` columns (train split used) or an iterable of str.
-train_lm_tokenizer(texts, vocab_size=16000, *, min_frequency=2, model_max_length=2048, save_dir=None)
-        -> PreTrainedTokenizerFast
-    Byte-level BPE (no unknown characters). `texts`: a Dataset/DatasetDict with `text`, or iterable of str.
-load_pretrained_tokenizer(name_or_path, **kwargs) -> PreTrainedTokenizerBase   (AutoTokenizer)
-check_tokenizer_matches_model(tokenizer, config) -> None   (raises DataError on mismatch)
-tokenize_translation_dataset(dataset, tokenizer, *, max_source_length=None, max_target_length=None,
-        num_proc=None) -> DatasetDict    columns input_ids, attention_mask, labels
-tokenize_lm_dataset(dataset, tokenizer, *, num_proc=None) -> DatasetDict    column input_ids
-    (empty documents are dropped and the count logged; feed the result to `batching.pack_lm_blocks`)
+The checks here (`check_tokenizer_matches_model`) run before training, so a tokenizer and a model that
+disagree on ids fail at start rather than as a crash in the embedding.
 """
 
 from __future__ import annotations

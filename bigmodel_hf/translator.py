@@ -17,7 +17,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from .devices import default_device, parse_device  # noqa: F401 (part of this module's API)
 from .pretrained import check_model_location, one_line_load_errors, source_prefix_of
-from .training.generation import translate_texts
+from .decoding import decoding_settings, translate_texts
 
 
 def check_decoding_options(num_beams=None, length_penalty=None, max_new_tokens=None, batch_size=None) -> None:
@@ -66,14 +66,13 @@ class Translator:
         check_decoding_options(num_beams, length_penalty, max_new_tokens, batch_size)
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
-        defaults = self.model.generation_config
+        settings = decoding_settings(self.model.generation_config, num_beams, length_penalty, max_new_tokens)
         # a blank line is no sentence: the model would invent one, so it stays blank (and keeps its place)
         wanted = [i for i, text in enumerate(texts) if text.strip()]
         translated = translate_texts(
             self.model, self.tokenizer, [texts[i] for i in wanted],
-            num_beams=num_beams or defaults.num_beams or 1,
-            length_penalty=length_penalty if length_penalty is not None else (defaults.length_penalty or 1.0),
-            max_new_tokens=max_new_tokens or max((defaults.max_length or 129) - 1, 1),  # max_length counts the start token
+            num_beams=settings.num_beams, length_penalty=settings.length_penalty,
+            max_new_tokens=settings.max_new_tokens,
             batch_size=batch_size,
             source_prefix=self.source_prefix,
         ) if wanted else []

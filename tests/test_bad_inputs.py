@@ -211,7 +211,7 @@ def test_fuzzed_config_values_parse_or_fail_with_a_config_error(values):
     except SystemExit as stop:  # argparse: a float given to an integer flag; exit status 2 with usage
         assert stop.code == 2
         return
-    *_, training = run_config
+    training = run_config.training
     assert training.per_device_train_batch_size > 0
     assert math.isfinite(training.learning_rate) and training.learning_rate > 0
     assert training.max_steps == -1 or training.max_steps > 0

@@ -1,4 +1,4 @@
-"""Batching (bigmodel_hf.batching): collators, token-budget sampler, Trainer plug-in, LM packing."""
+"""Batching (bigmodel_hf.batching): collators, token-budget sampler, LM packing; the token-budget Trainer."""
 
 import datasets
 import numpy as np
@@ -7,17 +7,24 @@ import torch
 from transformers import TrainingArguments
 
 from bigmodel_hf.batching import (
+    LMBlockCollator,
     TokenBudgetBatchSampler,
-    TokenBudgetTrainer,
     column_lengths,
     example_lengths,
-    make_lm_collator,
     make_seq2seq_collator,
     pack_lm_blocks,
-    padding_stats,
 )
 from bigmodel_hf.data import DataError
 from bigmodel_hf.tokenization import EOS_ID, PAD_ID, train_lm_tokenizer, train_translation_tokenizer
+from bigmodel_hf.training.trainers import TokenBudgetTrainer
+
+
+def padding_stats(lengths, batches) -> dict:
+    """Real vs padded tokens of `batches` (lists of indices) padded to their longest member."""
+    lengths = np.asarray(lengths)
+    real = sum(int(lengths[b].sum()) for b in batches)
+    padded = sum(int(lengths[b].max()) * len(b) for b in batches)
+    return {"real_tokens": real, "padded_tokens": padded, "padding_fraction": 1 - real / padded if padded else 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +127,7 @@ def test_seq2seq_collator_pads_labels_with_minus_100(tokenizer):
 
 def test_lm_collator_masks_padding():
     tok = train_lm_tokenizer(["the cat sat on the mat"] * 5, vocab_size=270)
-    batch = make_lm_collator(tok)([{"input_ids": [5, 6, 7]}, {"input_ids": [8]}])
+    batch = LMBlockCollator(tok.pad_token_id)([{"input_ids": [5, 6, 7]}, {"input_ids": [8]}])
     assert batch["labels"].tolist() == [[5, 6, 7], [8, -100, -100]]
 
 
@@ -191,7 +198,7 @@ import json, sys
 import datasets, numpy as np, torch
 from transformers import TrainingArguments
 sys.path.insert(0, sys.argv[2])
-from bigmodel_hf.batching import TokenBudgetTrainer
+from bigmodel_hf.training.trainers import TokenBudgetTrainer
 from test_batching import Recorder
 
 rng = np.random.default_rng(3)

@@ -261,7 +261,7 @@ def test_accumulation_activation_checkpointing_and_bf16_options(corpus, tmp_path
     run_config = parse_text_generation_config(tiny_run(
         corpus, tmp_path, gradient_accumulation_steps=2, activation_checkpointing="true", bf16="true",
         use_cpu="true", **{**QUICK, "max_steps": 3}))
-    *_, args = run_config
+    args = run_config.training
     assert args.activation_checkpointing and args.bf16 and args.gradient_accumulation_steps == 2
     results = run_text_generation(run_config)
     assert math.isfinite(results["validation"]["perplexity"])

@@ -19,7 +19,8 @@ import torch
 from huggingface_hub import CommitInfo, HfApi, RepoUrl
 
 from bigmodel_hf.cli import main as cli_main
-from bigmodel_hf.hub import UnsafeUploadError, plan_upload, push_output_dir, take_over_trainer_push
+from bigmodel_hf.hub import UnsafeUploadError, plan_upload, push_output_dir
+from bigmodel_hf.training.runs import take_over_trainer_push
 from tiny_models import random_ids
 from tiny_runs import make_output_dir
 from without_package import BLOCK_BIGMODEL_HF, offline_env
@@ -307,3 +308,20 @@ def test_broken_files_give_one_line_naming_the_file(tmp_path, hub, name, content
         assert tree_digest(root) == before and hub.commits == []
     if message is None:
         assert "extra.safetensors" not in hub.commits[0].files
+
+
+def test_a_recipe_push_builds_the_card_once(tmp_path, hub, monkeypatch):
+    from bigmodel_hf import cards
+    from bigmodel_hf.training import runs
+
+    root, _ = make_output_dir(tmp_path / "run")
+    built = []
+    real_build = cards.build_model_card
+    monkeypatch.setattr(cards, "build_model_card", lambda *a, **k: built.append(a) or real_build(*a, **k))
+    monkeypatch.setattr(runs, "describe_run", lambda *a: {"num_processes": 1, "device": "cpu"})
+    trainer = SimpleNamespace(is_world_process_zero=lambda: True, args=SimpleNamespace(output_dir=str(root)))
+    push = {"repo_id": "alice/x", "token": None, "private": None, "revision": None}
+    runs.finish_run(trainer, None, {}, 0.0, push)
+    assert len(built) == 1  # finish_run's card is the one pushed, not rebuilt
+    assert b"alice/x" in hub.commits[0].files["README.md"] and hub.commits[0].files["README.md"] == (
+        root / "README.md").read_bytes()

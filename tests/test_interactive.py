@@ -16,7 +16,7 @@ from bigmodel_hf.interactive.constraint import SpellingIndex, normalize_prefix, 
 from bigmodel_hf.interactive.session import CorrectionLog, TranslationSession, model_languages, read_sources
 from bigmodel_hf.interactive.simulation import simulate_sentence, summarize
 from bigmodel_hf.interactive.terminal import run_terminal
-from bigmodel_hf.training.generation import translate_texts
+from bigmodel_hf.decoding import translate_texts
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [PAIRS[0]["en"], PAIRS[1]["en"], "The old man buys bread in the city."]

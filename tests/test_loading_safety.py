@@ -9,7 +9,7 @@ from bigmodel_hf.hub import UnsafeUploadError, check_upload, plan_upload
 from bigmodel_hf.tokenization import train_translation_tokenizer
 from bigmodel_hf.training.arguments import ModelArguments
 from bigmodel_hf.training.translation import build_model
-from bigmodel_hf.training.validation import ConfigError
+from bigmodel_hf.training.setting_checks import ConfigError
 from bigmodel_hf.translator import Translator
 from tiny_models import tiny_config
 from tiny_runs import make_output_dir

@@ -27,7 +27,7 @@ def test_bf16_is_a_default_only_on_hardware_with_native_bf16(monkeypatch):
 
 def test_the_bf16_default_yields_to_the_user(monkeypatch):
     monkeypatch.setattr(defaults, "fast_bf16_device", lambda: "cpu")
-    training_args = lambda *flags: tuple(parse_translation_config(["--train_file", "x.jsonl", *flags]))[-1]  # noqa: E731
+    training_args = lambda *flags: parse_translation_config(["--train_file", "x.jsonl", *flags]).training  # noqa: E731
     assert training_args().bf16
     assert "bf16" in parse_translation_config(["--train_file", "x.jsonl"]).resolved()  # recorded for reruns
     assert not training_args("--bf16", "false").bf16

@@ -9,7 +9,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from bigmodel_hf.training.processes import made_once_everywhere, sees_main_output_dir
-from bigmodel_hf.training.validation import ConfigError
+from bigmodel_hf.training.setting_checks import ConfigError
 
 pytestmark = pytest.mark.slow  # each test spawns 2 processes that import torch and transformers
 

@@ -263,8 +263,7 @@ def test_the_data_fingerprint_follows_content_not_names(tmp_path):
     from types import SimpleNamespace
 
     from bigmodel_hf.training.rerun import GENERATED_DATA, data_fingerprint
-    from bigmodel_hf.training.text_generation import STDLIB_DATASET
-    from bigmodel_hf.training.translation import TOY_DATASET
+    from bigmodel_hf.generated_data import STDLIB_DATASET, TOY_DATASET
 
     def spec(**values):
         return SimpleNamespace(**{"train_file": None, "validation_file": None, "dataset_name": None,
@@ -292,7 +291,7 @@ def test_the_data_fingerprint_follows_content_not_names(tmp_path):
 
 def test_back_translation_names_an_output_dir_under_a_file_first(corpora, tmp_path):
     from bigmodel_hf.training.back_translation import parse_back_translation_config, run_back_translation
-    from bigmodel_hf.training.validation import ConfigError
+    from bigmodel_hf.training.setting_checks import ConfigError
 
     blocker = tmp_path / "blocker.txt"
     blocker.write_text("not a folder")

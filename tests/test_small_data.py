@@ -22,7 +22,7 @@ from bigmodel_hf.training.translation import (
     build_model, build_tokenizer, build_translation_trainer, load_parallel_data, parse_translation_config,
     run_translation,
 )
-from bigmodel_hf.training.validation import ConfigError
+from bigmodel_hf.training.setting_checks import ConfigError
 from tiny_runs import flags
 
 TINY_MODEL = "d_model=32,ffn_dim=64,encoder_layers=1,decoder_layers=1,num_attention_heads=2"
@@ -90,7 +90,7 @@ def epoch_sequences(loader) -> Counter:
 def test_training_batches_differ_across_epochs_only_with_bpe_dropout(toy_translation_jsonl, tmp_path, bpe_dropout):
     run_config = parse_translation_config(tiny_run(toy_translation_jsonl, tmp_path, bpe_dropout=bpe_dropout,
                                                    max_tokens=200))
-    model_args, tok_args, data, run, args = run_config
+    model_args, tok_args, data, args = run_config.model, run_config.tokenizer, run_config.data, run_config.training
     raw = load_parallel_data(data, args.output_dir, args.seed)
     tokenizer = build_tokenizer(model_args, tok_args, raw, args, resuming=False)
     tokenized = tokenize_translation_dataset(raw, tokenizer)

@@ -22,7 +22,8 @@ from bigmodel_hf.training import config as config_module
 from bigmodel_hf.training import defaults as defaults_module
 from bigmodel_hf.training.translation import parse_translation_config
 
-TYPES = (ModelArguments, TokenizerArguments, TranslationDataArguments, RunArguments, Seq2SeqTrainingArguments)
+TYPES = dict(model=ModelArguments, tokenizer=TokenizerArguments, data=TranslationDataArguments, run=RunArguments,
+             training=Seq2SeqTrainingArguments)
 
 
 def parse(argv, tmp_path, **kwargs):
@@ -37,7 +38,8 @@ def write_yaml(tmp_path, values) -> str:
 
 
 def test_recipe_defaults_apply_and_differ_from_transformers(tmp_path):
-    model, tok, data, run, train = parse([], tmp_path)
+    run_config = parse([], tmp_path)
+    model, train = run_config.model, run_config.training
     assert train.report_to == ["tensorboard"]  # transformers 5 alone logs nowhere
     assert train.label_smoothing_factor == 0.1 and train.predict_with_generate
     assert train.lr_scheduler_type.value == "inverse_sqrt" and train.warmup_steps == 0.05
@@ -49,16 +51,16 @@ def test_recipe_defaults_apply_and_differ_from_transformers(tmp_path):
 def test_yaml_overrides_defaults_and_flags_override_yaml(tmp_path):
     config = write_yaml(tmp_path, {"learning_rate": "5e-4", "max_steps": 300, "source_lang": "de", "plot": False})
     run_config = parse(["--config", config, "--max_steps", "200", "--target-lang=fr", "--no_plot"], tmp_path)
-    _, _, data, run, train = run_config
+    data, run, train = run_config.data, run_config.run, run_config.training
     assert train.learning_rate == pytest.approx(5e-4)  # PyYAML reads 5e-4 as a str; the flag type converts it
     assert train.max_steps == 200 and data.source_lang == "de" and data.target_lang == "fr" and run.plot is False
-    assert run_config.get(Seq2SeqTrainingArguments) is train
+    assert isinstance(train, Seq2SeqTrainingArguments) and isinstance(run_config.tokenizer, TokenizerArguments)
     assert run_config.config_path == config
 
 
 def test_default_config_used_without_config_flag(tmp_path):
     config = write_yaml(tmp_path, {"num_beams": 2})
-    _, _, data, _, _ = parse([], tmp_path, default_config=config)
+    data = parse([], tmp_path, default_config=config).data
     assert data.num_beams == 2
 
 
@@ -119,7 +121,7 @@ def test_all_problems_are_reported_together(tmp_path):
 
 
 def test_fractional_warmup_is_fine_with_short_runs(tmp_path):
-    *_, train = parse(["--max_steps", "10", "--warmup_steps", "0.5"], tmp_path)
+    train = parse(["--max_steps", "10", "--warmup_steps", "0.5"], tmp_path).training
     assert train.max_steps == 10 and train.warmup_steps == 0.5
 
 
@@ -158,8 +160,8 @@ def test_cpu_processes_under_a_launcher_get_use_cpu(tmp_path, monkeypatch):
     assert environment_defaults() == {}
     # Parsing under a launcher would join a process group; check the layering with the value alone.
     monkeypatch.setattr(config_module, "environment_defaults", lambda: {"use_cpu": True})
-    run_config = parse_run_config((TrainingArguments,), ["--output_dir", str(tmp_path)])
-    assert run_config.get(TrainingArguments).use_cpu is True
+    run_config = parse_run_config({"training": TrainingArguments}, ["--output_dir", str(tmp_path)])
+    assert run_config.training.use_cpu is True
     assert "use_cpu" not in run_config.resolved()  # environment-specific, not part of the reproducible run
 
 
@@ -177,9 +179,10 @@ def test_config_overrides_from_flag_string_or_yaml_mapping():
 def test_lm_recipe_arguments_parse_with_lm_defaults(tmp_path):
     from bigmodel_hf.training import LM_DEFAULTS, TextDataArguments
 
-    _, data, _, train = parse_run_config(
-        (ModelArguments, TextDataArguments, RunArguments, TrainingArguments),
+    run_config = parse_run_config(
+        dict(model=ModelArguments, data=TextDataArguments, run=RunArguments, training=TrainingArguments),
         ["--block_size", "128", "--output_dir", str(tmp_path)], defaults=LM_DEFAULTS)
+    data, train = run_config.data, run_config.training
     assert data.block_size == 128 and train.lr_scheduler_type.value == "cosine"
     assert train.metric_for_best_model == "perplexity" and train.greater_is_better is False
 
@@ -196,7 +199,7 @@ def test_runs_too_short_to_evaluate_are_warned_about(tmp_path, caplog):
 
 def test_the_default_token_budget_gives_way_to_an_asked_for_batch_size(tmp_path):
     def data_args(*flags):
-        return parse_translation_config(["--train_file", "x.jsonl", *flags]).get(TranslationDataArguments)
+        return parse_translation_config(["--train_file", "x.jsonl", *flags]).data
 
     assert data_args().max_tokens == TRANSLATION_DEFAULTS["max_tokens"]
     assert data_args("--per_device_train_batch_size", "16").max_tokens is None

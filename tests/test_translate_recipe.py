@@ -12,7 +12,7 @@ import yaml
 from transformers import AutoModelForSeq2SeqLM, MarianConfig, MarianMTModel
 
 from bigmodel_hf.tokenization import train_translation_tokenizer
-from bigmodel_hf.training.generation import translate_texts
+from bigmodel_hf.decoding import translate_texts
 from bigmodel_hf.training.translation import parse_translation_config, run_translation
 from tiny_runs import flags
 from two_processes import run_in_two_cpu_processes
@@ -161,7 +161,7 @@ def test_activation_checkpointing_and_bf16_autocast_options(corpus, tmp_path):
         corpus, tmp_path, max_steps=4, warmup_steps=1, eval_steps=4, save_steps=4, max_predict_samples=4,
         num_beams=1, report_to="none", num_sample_outputs=0, activation_checkpointing="true", bf16="true",
         use_cpu="true"))
-    *_, args = run_config
+    args = run_config.training
     assert args.activation_checkpointing and args.bf16
     results = run_translation(run_config)
     assert results["test"]["loss"] > 0

@@ -10,7 +10,7 @@ from tiny_models import tiny_config
 from bigmodel_hf import BigModelForSeq2SeqLM
 from bigmodel_hf.cli import main as cli_main
 from bigmodel_hf.tokenization import train_translation_tokenizer
-from bigmodel_hf.training.generation import translate_texts
+from bigmodel_hf.decoding import translate_texts
 from bigmodel_hf.translator import Translator
 
 TEXTS = ["a cat sees a dog", "the old man buys bread in the city every day", "hello"]
@@ -150,13 +150,13 @@ def test_the_translator_and_the_engine_put_the_recorded_prefix_before_sources(ch
     import json
 
     from bigmodel_hf.interactive import CompletionEngine
-    from bigmodel_hf.training import generation
+    from bigmodel_hf import decoding as generation
 
     assert json.loads((prefixed / "config.json").read_text())["task_specific_params"] == {
         "translation_en_to_es": {"prefix": "translate: "}}  # what a transformers-only user finds
     encoded = []  # the texts that reach the tokenizer
     real_encode = generation._encode
-    monkeypatch.setattr(generation, "_encode", lambda tokenizer, texts: encoded.extend(texts) or real_encode(tokenizer, texts))
+    monkeypatch.setattr(generation, "_encode", lambda tokenizer, texts, *rest: encoded.extend(texts) or real_encode(tokenizer, texts, *rest))
     translator = Translator.from_pretrained(prefixed, device="cpu")
     translator(TEXTS, num_beams=1)
     cli_main(["translate", "--model", str(prefixed), "--num_beams", "1", "--device", "cpu", "", *TEXTS])

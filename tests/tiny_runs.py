@@ -1,4 +1,4 @@
-"""Tiny run output directories in the layout of `bigmodel_hf.training.output`, for card and push tests.
+"""Tiny run output directories in the layout of `bigmodel_hf.output_layout`, for card and push tests.
 
 The model, tokenizer and files are real (a tiny model saved with `save_pretrained`, a trained tokenizer,
 a drawn plot); the numbers in eval_results.json / run_info.json / cleaning_report.json are made up.
@@ -11,7 +11,7 @@ from datasets import Dataset
 
 from bigmodel_hf import BigModelForCausalLM, BigModelForSeq2SeqLM
 from bigmodel_hf.tokenization import train_lm_tokenizer, train_translation_tokenizer
-from bigmodel_hf.training.output import OutputLayout
+from bigmodel_hf.output_layout import OutputLayout
 from bigmodel_hf.training.plotting import plot_training_curves
 from tiny_models import tiny_config
 
@@ -51,7 +51,9 @@ def make_output_dir(root, encoder_decoder: bool = True, **run_config_overrides):
     else:
         tokenizer = train_lm_tokenizer(Dataset.from_dict({"text": TEXTS}), vocab_size=300, min_frequency=1)
         model = BigModelForCausalLM(tiny_config("modern", False, vocab_size=len(tokenizer)))
-        run_config = {"dataset_name": "lm_web", "preset": "modern-small", "metric_for_best_model": "perplexity"}
+        run_config = {"dataset_name": "lm_web", "preset": "modern-small", "metric_for_best_model": "perplexity",
+                      "data_note": "Trained on Bible chapters (derived from the World English Bible): archaic "
+                                   "religious prose."}
         results, kind, predictions = LM_RESULTS, "generations", ["Once upon a time"]
     model.eval()
     model.save_pretrained(root)

@@ -1,4 +1,5 @@
-"""JSON Lines read one way everywhere: records split at "\\n" only.
+"""JSON Lines read and written one way everywhere: records split at "\\n" only; translation pairs in the Hub
+layout `{"translation": {src_lang: ..., tgt_lang: ...}}`, which `data.load_translation_dataset` reads.
 
 `str.splitlines()` also splits at U+2028, U+2029, \\x85, \\x0b, \\x0c and \\x1c-\\x1e, which JSON allows
 unescaped inside strings: a sentence holding one would be cut into two invalid lines.
@@ -24,3 +25,18 @@ def read_json_lines(path: str | Path) -> list:
             raise DataError(f"{path}: line {number}, column {error.colno}: not valid JSON ({error.msg}). "
                             "JSON Lines need one complete JSON value per line.") from None
     return records
+
+
+def translation_line(source: str, target: str, source_lang: str, target_lang: str) -> str:
+    """One translation pair as a JSON Lines record in the Hub layout, newline included."""
+    return json.dumps({"translation": {source_lang: source, target_lang: target}}, ensure_ascii=False) + "\n"
+
+
+def text_of(record, *fields: str):
+    """The first of `fields` that a record holds, read inside `record["translation"]` when it has that Hub
+    layout; None when it holds none (or is no object)."""
+    if not isinstance(record, dict):
+        return None
+    pair = record.get("translation")
+    holder = pair if isinstance(pair, dict) else record
+    return next((holder[field] for field in fields if field in holder), None)

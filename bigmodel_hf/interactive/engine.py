@@ -21,6 +21,7 @@ import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, LogitsProcessorList
 from transformers.modeling_outputs import BaseModelOutput
 
+from ..decoding import decoding_settings
 from ..devices import parse_device
 from ..pretrained import check_model_location, one_line_load_errors, source_prefix_of
 from .constraint import SpellingIndex, SpellPrefix, plan_prefix
@@ -51,14 +52,14 @@ class CompletionEngine:
                  source_prefix: str | None = None, cache_size: int = 16):
         self.model = model.eval()
         self.tokenizer = tokenizer
-        defaults = model.generation_config
-        self.num_beams = max(num_beams or defaults.num_beams or 1, num_alternatives)
+        settings = decoding_settings(model.generation_config, num_beams, length_penalty, max_new_tokens)
+        self.num_beams = max(settings.num_beams, num_alternatives)
         self.num_alternatives = num_alternatives
-        self.max_new_tokens = max_new_tokens or max((defaults.max_length or 129) - 1, 1)
+        self.max_new_tokens = settings.max_new_tokens
         # a translation longer than 1.5x its source's tokens + 10 is a run-on, not a proposal (no pair of
         # bible_en_es validation comes within 4 tokens of it); cutting it keeps each keystroke cheap
         self.max_length_ratio = max_length_ratio
-        self.length_penalty = length_penalty if length_penalty is not None else (defaults.length_penalty or 1.0)
+        self.length_penalty = settings.length_penalty
         self.source_prefix = source_prefix or ""
         self.surfaces = token_surfaces(tokenizer)
         # embedding rows past the tokenizer (a padded vocabulary) are never text

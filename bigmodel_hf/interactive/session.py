@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from ..data.errors import DataError
-from ..data.jsonl import read_json_lines
+from ..data.jsonl import read_json_lines, text_of, translation_line
 from .api_fields import MAX_TEXT_CHARS as MAX_SOURCE_CHARS
 from .engine import Completion, CompletionEngine
 
@@ -126,10 +126,10 @@ class CorrectionLog:
                                      "fix its last line before appending to it")
 
     def append(self, source: str, translation: str) -> None:
-        row = {"translation": {self.source_lang: source, self.target_lang: translation}}
+        line = translation_line(source, translation, self.source_lang, self.target_lang)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as file:
-            file.write(json.dumps(row, ensure_ascii=False) + "\n")
+            file.write(line)
             file.flush()
             os.fsync(file.fileno())
 
@@ -192,9 +192,7 @@ def _source_of(line: str, path: Path, number: int, source_lang: str) -> str:
         row = json.loads(line)
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: line {number}, column {error.colno}: not valid JSON ({error.msg})") from None
-    if isinstance(row, dict) and isinstance(row.get("translation"), dict):
-        row = row["translation"]
-    text = row.get(source_lang, row.get("source")) if isinstance(row, dict) else None
+    text = text_of(row, source_lang, "source")
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"{path}: line {number}: expected an object with a {source_lang!r} (or 'source', or "
                          f"'translation.{source_lang}') text, got {line.strip()[:60]}")

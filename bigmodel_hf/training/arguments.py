@@ -7,6 +7,22 @@ and a key of the run's YAML file.
 
 from dataclasses import dataclass, field
 
+import yaml
+
+from .setting_checks import ConfigError
+
+
+def parse_config_overrides(overrides) -> dict:
+    """`"d_model=128,encoder_layers=2"` (values read as YAML scalars) or a mapping -> dict."""
+    if not overrides:
+        return {}
+    if isinstance(overrides, dict):
+        return dict(overrides)
+    pairs = [item.split("=", 1) for item in str(overrides).split(",") if item.strip()]
+    if any(len(pair) != 2 for pair in pairs):
+        raise ConfigError(f"config_overrides must look like 'd_model=128,encoder_layers=2', got {overrides!r}.")
+    return {key.strip(): yaml.safe_load(value) for key, value in pairs}
+
 
 @dataclass
 class ModelArguments:
@@ -41,6 +57,11 @@ class ModelArguments:
                                         "checkpoint's."},
     )
 
+
+    def __post_init__(self):
+        # parsed here, once, as the flags are: a malformed value fails before anything runs; the flag's text
+        # stays in `config_overrides` (what run_config.yaml records), the fields in `model_overrides`
+        self.model_overrides = parse_config_overrides(self.config_overrides)
 
 @dataclass
 class TokenizerArguments:
@@ -122,10 +143,21 @@ class RunArguments:
         metadata={"help": "Stop training after this many minutes of training (evaluation time excluded); the "
                           "final evaluation still runs. Unset = no wall-clock limit."},
     )
+    budget_schedule: bool = field(
+        default=False,
+        metadata={"help": "With max_train_minutes and lr_scheduler_type linear, cosine or warmup_stable_decay: "
+                          "size the decay by the time budget (whichever of max_steps and the budget is spent "
+                          "first), so the rate reaches its floor when training stops."},
+    )
     num_sample_outputs: int = field(
         default=4, metadata={"help": "Sample translations/generations logged at each evaluation."}
     )
     plot: bool = field(default=True, metadata={"help": "Write a PNG of loss and metric curves to the output dir."})
+    data_note: str | None = field(
+        default=None,
+        metadata={"help": "What a user of the model must know about its training data (origin, register, domain): "
+                          "one or two sentences for the model card's limitations."},
+    )
     allow_data_change: bool = field(
         default=False,
         metadata={"help": "Resume a checkpoint on training data other than it was trained on (otherwise refused); "

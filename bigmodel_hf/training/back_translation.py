@@ -29,17 +29,18 @@ from pathlib import Path
 
 import torch
 import yaml
-from tqdm.auto import tqdm
 from transformers import AutoModelForSeq2SeqLM
 
 from ..data import load_translation_dataset
+from ..data.jsonl import text_of, translation_line
+from ..decoding import translate_texts
+from ..output_layout import OutputLayout
 from ..tokenization import load_pretrained_tokenizer
 from .config import RunConfig, parse_run_config
 from .defaults import TRANSLATION_DEFAULTS
-from .output import OutputLayout
 from .rerun import check_output_dir
+from .setting_checks import ConfigError
 from .translation import TRANSLATION_ARGUMENT_TYPES, parse_translation_config, run_translation
-from .validation import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -71,14 +72,14 @@ BT_FIELDS = [f.name for f in dataclasses.fields(BackTranslationArguments)]
 
 
 def parse_back_translation_config(argv=None, default_config=None) -> RunConfig:
-    run_config = parse_run_config(TRANSLATION_ARGUMENT_TYPES + (BackTranslationArguments,), argv,
+    run_config = parse_run_config({**TRANSLATION_ARGUMENT_TYPES, "extra": BackTranslationArguments}, argv,
                                   TRANSLATION_DEFAULTS, default_config)
     check_back_translation_settings(run_config)
     return run_config
 
 
 def check_back_translation_settings(run_config: RunConfig) -> None:
-    bt, data = run_config.get(BackTranslationArguments), run_config.arguments[2]
+    bt, data = run_config.extra, run_config.data
     problems = []
     if not data.train_file:
         problems.append("back-translation needs train_file (the real pairs)")
@@ -109,7 +110,7 @@ def read_monolingual(path: str | Path, lang: str) -> list[str]:
                 continue
             if path.suffix == ".jsonl":
                 row = json.loads(line)
-                text = row.get("text") or row.get(lang) or (row.get("translation") or {}).get(lang)
+                text = row.get("text") or text_of(row, lang)
                 if text is None:
                     raise ConfigError(f"{path}:{number} has no 'text', {lang!r} or translation.{lang} field")
                 line = text.strip()
@@ -118,28 +119,16 @@ def read_monolingual(path: str | Path, lang: str) -> list[str]:
     return sentences
 
 
-@torch.no_grad()
-def back_translate(model, tokenizer, texts: list[str], bt: BackTranslationArguments, seed: int = 0) -> list[str]:
-    """Translate `texts` (target language) into synthetic sources, length-sorted batches, input order kept."""
+def back_translate(model, tokenizer, texts: list[str], bt: BackTranslationArguments, seed: int = 0,
+                   max_source_length: int | None = None) -> list[str]:
+    """Translate `texts` (target language) into synthetic sources, in input order; inputs longer than
+    `max_source_length` tokens (the run's) are cut, as training cuts them."""
     torch.manual_seed(seed)  # sampling draws from torch's generator
-    model.eval()
-    decoding = dict(num_beams=bt.bt_num_beams, max_new_tokens=bt.bt_max_new_tokens, do_sample=bt.bt_do_sample)
-    if bt.bt_do_sample:
-        decoding.update(top_k=bt.bt_top_k, top_p=bt.bt_top_p, temperature=bt.bt_temperature)
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    outputs = [""] * len(texts)
-    for start in tqdm(range(0, len(order), bt.bt_batch_size), desc="back-translating", unit="batch"):
-        batch_ids = order[start:start + bt.bt_batch_size]
-        batch = tokenizer([texts[i] for i in batch_ids], padding=True, truncation=True, max_length=128,
-                          return_tensors="pt").to(model.device)
-        generated = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **decoding)
-        for i, text in zip(batch_ids, tokenizer.batch_decode(generated, skip_special_tokens=True)):
-            outputs[i] = text.strip()
-    return outputs
-
-
-def pair_row(source: str, target: str, source_lang: str, target_lang: str) -> str:
-    return json.dumps({"translation": {source_lang: source, target_lang: target}}, ensure_ascii=False) + "\n"
+    sampling = dict(do_sample=True, top_k=bt.bt_top_k, top_p=bt.bt_top_p, temperature=bt.bt_temperature) \
+        if bt.bt_do_sample else {}
+    return translate_texts(model, tokenizer, texts, num_beams=bt.bt_num_beams, max_new_tokens=bt.bt_max_new_tokens,
+                           batch_size=bt.bt_batch_size, max_source_length=max_source_length,
+                           progress="back-translating", **sampling)
 
 
 def write_mixed(real: list[tuple[str, str]], synthetic: list[tuple[str, str]], ratio: float, tag: str,
@@ -150,7 +139,7 @@ def write_mixed(real: list[tuple[str, str]], synthetic: list[tuple[str, str]], r
     chosen = rng.sample(synthetic, count)
     rows = [(s, t, False) for s, t in real] + [(f"{tag} {s}" if tag else s, t, True) for s, t in chosen if s]
     rng.shuffle(rows)
-    path.write_text("".join(pair_row(s, t, source_lang, target_lang) for s, t, _ in rows), "utf-8")
+    path.write_text("".join(translation_line(s, t, source_lang, target_lang) for s, t, _ in rows), "utf-8")
     synthetic_count = sum(1 for *_, is_synthetic in rows if is_synthetic)
     return {"real_pairs": len(real), "synthetic_pairs": synthetic_count, "total": len(rows)}
 
@@ -163,9 +152,10 @@ def step_settings(run_config: RunConfig, **changes) -> dict:
 
 
 def run_step(settings: dict, yaml_path: Path) -> dict:
-    """Write a step's settings as a recipe YAML (rerunnable by hand with --config) and run it."""
+    """Run a step of the translation recipe with `settings`; they are also saved as a recipe YAML, so the step
+    can be rerun by hand with --config."""
     yaml_path.write_text(yaml.safe_dump(settings, sort_keys=True, allow_unicode=True), "utf-8")
-    return run_translation(parse_translation_config(["--config", str(yaml_path)]))
+    return run_translation(parse_translation_config([], values=settings))
 
 
 def finished(output_dir: Path) -> bool:
@@ -174,8 +164,7 @@ def finished(output_dir: Path) -> bool:
 
 def run_back_translation(run_config: RunConfig) -> dict:
     """All four steps; returns a summary (also written to `<output_dir>/back_translation.json`)."""
-    model_args, tok_args, data, run, args = run_config.arguments[:5]
-    bt = run_config.get(BackTranslationArguments)
+    data, run, args, bt = run_config.data, run_config.run, run_config.training, run_config.extra
     check_output_dir(args.output_dir)  # before the folder is made: a file there is named in one line
     root = Path(args.output_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -198,11 +187,13 @@ def run_back_translation(run_config: RunConfig) -> dict:
         model = AutoModelForSeq2SeqLM.from_pretrained(reverse_dir, use_safetensors=True, trust_remote_code=False)
         tokenizer = load_pretrained_tokenizer(reverse_dir)
         started = time.perf_counter()
-        sources = back_translate(model, tokenizer, monolingual, bt, seed=args.seed)
+        sources = back_translate(model, tokenizer, monolingual, bt, seed=args.seed,
+                                 max_source_length=data.max_source_length)
         (root / "synthetic_info.json").write_text(json.dumps(
             {"sentences": len(monolingual), "seconds": time.perf_counter() - started, "threads": torch.get_num_threads()}))
         partial = synthetic_path.with_suffix(".partial")
-        partial.write_text("".join(pair_row(s, t, src, tgt) for s, t in zip(sources, monolingual) if s), "utf-8")
+        partial.write_text("".join(translation_line(s, t, src, tgt) for s, t in zip(sources, monolingual) if s),
+                           "utf-8")
         partial.rename(synthetic_path)  # complete or absent, never half-written
     synthetic_data = load_translation_dataset({"train": str(synthetic_path)}, src_lang=src, tgt_lang=tgt,
                                               validation_size=None)
@@ -210,7 +201,7 @@ def run_back_translation(run_config: RunConfig) -> dict:
     mixed_path = root / "mixed_train.jsonl"
     counts = write_mixed(real, synthetic, bt.synthetic_ratio, bt.bt_tag, src, tgt, mixed_path, seed=args.seed)
 
-    added = [t for t in (tok_args.added_special_tokens or "").split(",") if t.strip()]
+    added = [t for t in (run_config.tokenizer.added_special_tokens or "").split(",") if t.strip()]
     added += [bt.bt_tag] if bt.bt_tag and bt.bt_tag not in added else []
     forward_dir = root / "forward"
     if not finished(forward_dir):
@@ -242,8 +233,8 @@ def simulate_low_resource(train_file: str | Path, out_dir: str | Path, parallel_
     out_dir.mkdir(parents=True, exist_ok=True)
     sources, targets = raw["source"], raw["target"]
     parallel = out_dir / "parallel.jsonl"
-    parallel.write_text("".join(pair_row(sources[i], targets[i], source_lang, target_lang) for i in sorted(keep)),
-                        "utf-8")
+    parallel.write_text("".join(translation_line(sources[i], targets[i], source_lang, target_lang)
+                                for i in sorted(keep)), "utf-8")
     monolingual = out_dir / f"monolingual.{target_lang}.txt"
     monolingual.write_text("".join(targets[i].replace("\n", " ") + "\n" for i in range(len(raw)) if i not in keep),
                            "utf-8")

@@ -8,9 +8,9 @@ from collections.abc import Callable, Sequence
 
 from transformers import EarlyStoppingCallback, TrainerCallback
 
-from .output import OutputLayout
+from ..output_layout import OutputLayout
 from .plotting import plot_training_curves
-from .sharding import is_sharded
+from ..decoding import is_sharded
 
 logger = logging.getLogger(__name__)
 
@@ -105,31 +105,36 @@ class WallClockStop(TrainerCallback):
     decides from its own clock, so the main process's decision is broadcast to keep them in step.
     """
 
-    def __init__(self, budget_s: float):
+    def __init__(self, budget_s: float, schedule_by_budget: bool = False, clock=time.perf_counter):
         self.budget_s = budget_s
+        self.schedule_by_budget = schedule_by_budget  # read by `BudgetScheduleMixin` (training/trainers.py)
+        self.clock = clock
+        self.spent = 0.0  # training seconds / budget, the main process's under several processes
+        self.spent_at_step = 0  # the optimiser step `spent` was measured at
         self.started, self.paused, self.training_s, self._eval_started = None, 0.0, 0.0, None
         self.stopped_at_step: int | None = None
         self.loads: list[float] = []  # 1-minute load average at each log: how busy the machine was
 
     def on_train_begin(self, args, state, control, **kwargs):
         # a hyperparameter search reuses the callback for every trial: each gets the full budget
-        self.started, self.paused, self.training_s, self._eval_started = time.perf_counter(), 0.0, 0.0, None
-        self.stopped_at_step = None
+        self.started, self.paused, self.training_s, self._eval_started = self.clock(), 0.0, 0.0, None
+        self.stopped_at_step, self.spent, self.spent_at_step = None, 0.0, 0
 
     def on_log(self, args, state, control, **kwargs):
         self.loads.append(os.getloadavg()[0])
 
     def on_prediction_step(self, args, state, control, **kwargs):
         if self._eval_started is None:
-            self._eval_started = time.perf_counter()
+            self._eval_started = self.clock()
 
     def on_evaluate(self, args, state, control, **kwargs):
         if self._eval_started is not None:
-            self.paused += time.perf_counter() - self._eval_started
+            self.paused += self.clock() - self._eval_started
             self._eval_started = None
 
     def on_step_end(self, args, state, control, **kwargs):
-        self.training_s = time.perf_counter() - self.started - self.paused
+        self.training_s = self.clock() - self.started - self.paused
+        self.spent_at_step = state.global_step
         if self._over_budget(args):
             # as on reaching max_steps: a last evaluation and checkpoint, so the best-model choice and
             # checkpoint averaging see the final weights
@@ -141,16 +146,25 @@ class WallClockStop(TrainerCallback):
                 control.should_save = True
 
     def _over_budget(self, args) -> bool:
-        over = self.training_s >= self.budget_s
+        # the share of the budget spent travels with the stop decision: every rank then sets the same
+        # learning rate from it (a budget schedule) and stops at the same step
+        spent = self.training_s / self.budget_s
         if args.world_size > 1:
             import torch
             import torch.distributed as dist
 
             if dist.is_available() and dist.is_initialized():
-                flag = torch.tensor([1 if over else 0])
-                dist.broadcast(flag, src=0)
-                over = bool(flag.item())
-        return over
+                # on the process's own device: NCCL broadcasts only CUDA tensors
+                shared = torch.tensor([spent], dtype=torch.float64, device=args.device)
+                dist.broadcast(shared, src=0)
+                spent = float(shared.item())
+        self.spent = spent
+        return spent >= 1.0
+
+    def expected_share(self, step: int) -> float:
+        """The share of the budget that will have been spent when `step` starts, extrapolated from the
+        last measurement at the mean time per step so far (the scheduler runs ahead of this callback)."""
+        return self.spent / self.spent_at_step * step if self.spent_at_step else 0.0
 
 
 def wall_clock_report(trainer) -> dict:
@@ -186,5 +200,5 @@ def build_callbacks(
         )
     minutes = getattr(run_args, "max_train_minutes", None)
     if minutes:
-        callbacks.append(WallClockStop(minutes * 60))
+        callbacks.append(WallClockStop(minutes * 60, schedule_by_budget=getattr(run_args, "budget_schedule", False)))
     return callbacks

@@ -3,7 +3,7 @@
 The YAML file is flat: its keys are the flag names (`learning_rate: 5e-4`, `eval_strategy: steps`).
 Before anything is built, every key is checked: names that transformers 5 renamed or removed fail with
 the new spelling, other unknown names fail with the closest known ones, and values are checked by
-`validation.check_values`. Parsing itself is `transformers.HfArgumentParser`, so every field of the
+`setting_checks.check_values`. Parsing itself is `transformers.HfArgumentParser`, so every field of the
 argument dataclasses (ours and `Seq2SeqTrainingArguments`) is a flag with its help text.
 """
 
@@ -18,8 +18,8 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
-from .defaults import environment_defaults
-from .validation import ConfigError, advisories, check_values
+from .defaults import ALWAYS_RECORDED, environment_defaults, settle_defaults
+from .setting_checks import ConfigError, advisories, check_values
 
 logger = logging.getLogger(__name__)
 
@@ -106,28 +106,34 @@ def split_config_flag(argv: Sequence[str]) -> tuple[str | None, list[str]]:
 
 
 def parse_run_config(
-    argument_types: Sequence[type],
+    argument_types: Mapping[str, type],
     argv: Sequence[str] | None = None,
     defaults: Mapping | None = None,
     default_config: str | os.PathLike | None = None,
+    values: Mapping | None = None,
 ) -> "RunConfig":
-    """Parse a run into one instance per dataclass in `argument_types`, in that order.
+    """Parse a run into a `RunConfig` whose field `name` holds an instance of `argument_types[name]`.
 
     `defaults` are the recipe's own defaults (over the dataclasses', under `environment_defaults()`'s);
-    `default_config` is the YAML used when no `--config` is given. Raises `ConfigError` for unknown, renamed or invalid settings.
+    `default_config` is the YAML used when no `--config` is given; `values` stands for that file when a
+    program runs a step of its own (a mapping of the same keys). Raises `ConfigError` for unknown, renamed or
+    invalid settings.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(list(argument_types))
+    parser = HfArgumentParser(list(argument_types.values()))
     parser.add_argument(f"--{CONFIG_FLAG}", help="flat YAML file of settings; flags given here override it")  # for --help
-    fields = {f.name: f for cls in argument_types for f in dataclasses.fields(cls) if f.init}
+    fields = {f.name: f for cls in argument_types.values() for f in dataclasses.fields(cls) if f.init}
     known = set(fields)
     boolean_keys = {name for name, f in fields.items() if f.type in (bool, "bool", bool | None, "bool | None")}
 
     config_path, argv = split_config_flag(argv)
-    config_path = config_path or default_config
-    file_values = load_yaml_config(config_path) if config_path else {}
+    if values is not None and config_path is None:
+        file_values, where = dict(values), "the run's settings"
+    else:
+        config_path = config_path or default_config
+        file_values, where = load_yaml_config(config_path) if config_path else {}, str(config_path)
     check_known_keys(defaults or {}, known, "the recipe defaults")
-    check_known_keys(file_values, known, str(config_path))
+    check_known_keys(file_values, known, where)
     check_known_keys([n for n in flag_names(argv, boolean_keys) if n not in NON_FIELD_FLAGS], known, "the command line")
 
     # Lowest layer: how we were launched (e.g. CPU processes under torchrun need use_cpu to be joined).
@@ -135,51 +141,42 @@ def parse_run_config(
     parser.set_defaults(**{**environment_defaults(), **(defaults or {}), **file_values})
     namespace = vars(parser.parse_args(argv))
     user_keys = set(file_values) | set(flag_names(argv, boolean_keys))
-    explicit = set(defaults or {}) | user_keys
-    if namespace.get("bf16") and "bf16" not in explicit:
-        if namespace.get("fp16"):
-            namespace["bf16"] = False  # the hardware default gives way to an explicit fp16
-        else:
-            logger.info("bf16 autocast on: this device has native bfloat16 matmuls (--bf16 false turns it off)")
-    if "per_device_train_batch_size" in user_keys and "max_tokens" not in user_keys and namespace.get("max_tokens"):
-        namespace["max_tokens"] = None  # the batch size the user asked for replaces the default token budget
-    if namespace.get("max_tokens") == 0:
-        namespace["max_tokens"] = None  # 0 switches the token budget off
-    if "bf16" in known:
-        explicit.add("bf16")  # recorded in run_config.yaml either way: the default depends on the hardware
+    settle_defaults(namespace, user_keys)
+    explicit = set(defaults or {}) | user_keys | (ALWAYS_RECORDED & known)
     check_values(namespace)
     for note in advisories(namespace):
         logger.warning(note)
-    instances = []
-    for cls in argument_types:
+    instances = {}
+    for name, cls in argument_types.items():
         init_values = {f.name: namespace[f.name] for f in dataclasses.fields(cls) if f.init}
         try:
-            instances.append(cls(**init_values))
+            instances[name] = cls(**init_values)
+        except ConfigError:  # our own arguments' checks name the flag already
+            raise
         except ValueError as error:  # TrainingArguments' own consistency checks
             raise ConfigError(f"Invalid {cls.__name__}: {error}") from error
-    return RunConfig(tuple(instances), frozenset(explicit), str(config_path) if config_path else None)
+    return RunConfig(**instances, explicit_keys=frozenset(explicit),
+                     config_path=str(config_path) if config_path else None)
 
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """The parsed argument dataclasses, plus which keys the recipe, the file or the command line set.
+    """A parsed run: one argument dataclass per field, and which keys the recipe, the file or the command line
+    set. Each field means the same in every recipe; the ones a recipe does not use are None."""
 
-    Unpacks like `HfArgumentParser`'s result: `model_args, data_args, training_args = run_config`.
-    """
-
-    arguments: tuple
-    explicit_keys: frozenset
+    training: TrainingArguments
+    model: object = None  # ModelArguments
+    data: object = None  # TranslationDataArguments or TextDataArguments
+    run: object = None  # RunArguments
+    tokenizer: object = None  # TokenizerArguments: the translation recipe's tokenizer settings
+    lm: object = None  # CausalLMArguments: the text-generation recipe's own settings
+    extra: object = None  # the arguments of a program built on a recipe (back-translation, the search)
+    explicit_keys: frozenset = frozenset()
     config_path: str | None = None
 
-    def __iter__(self):
-        return iter(self.arguments)
-
-    def get(self, cls: type):
-        """The instance of the argument dataclass `cls` (or of a subclass of it)."""
-        for instance in self.arguments:
-            if isinstance(instance, cls):
-                return instance
-        raise KeyError(f"{cls.__name__} is not part of this run's arguments.")
+    def parts(self) -> list:
+        """The argument dataclasses of this run, in field order."""
+        return [value for f in dataclasses.fields(self) if dataclasses.is_dataclass(value := getattr(self, f.name))]
 
     def resolved(self) -> dict:
         """Flat dict that reproduces the run as a `--config` file.
@@ -189,7 +186,7 @@ class RunConfig:
         `allow_data_change`, a permission for one command rather than a setting of the run.
         """
         values = {}
-        for instance in self.arguments:
+        for instance in self.parts():
             if isinstance(instance, TrainingArguments):
                 as_dict = instance.to_dict()  # enums as strings, tokens redacted
                 values.update({k: as_dict[k] for k in sorted(self.explicit_keys) if k in as_dict})

@@ -4,11 +4,18 @@ transformers 5 logs nowhere by default (`report_to="none"`), never evaluates, an
 checkpoint; a training recipe wants the opposite. Values here are flag names, like a YAML run file.
 """
 
+import logging
 import os
 
 import torch
 
 from .precision import fast_bf16_device
+
+logger = logging.getLogger(__name__)
+
+# Recorded in run_config.yaml even when nobody set them: their default depends on the hardware, and a rerun
+# elsewhere must get the same.
+ALWAYS_RECORDED = {"bf16"}
 
 # Shared by both recipes.
 COMMON_DEFAULTS = {
@@ -89,3 +96,22 @@ def environment_defaults() -> dict:
         if device == "cpu":
             defaults["use_cpu"] = True
     return defaults
+
+
+def settle_defaults(values: dict, user_keys: set) -> None:
+    """Where a default meets what the user set (`user_keys`: keys given in the file or on the command line),
+    in the parsed flat `values`:
+
+    - the hardware's bf16 default gives way to an explicit fp16;
+    - a batch size the user asked for replaces the default token budget (unless max_tokens is given too);
+    - `max_tokens 0` switches the token budget off.
+    """
+    if values.get("bf16") and "bf16" not in user_keys:
+        if values.get("fp16"):
+            values["bf16"] = False
+        else:
+            logger.info("bf16 autocast on: this device has native bfloat16 matmuls (--bf16 false turns it off)")
+    if "per_device_train_batch_size" in user_keys and "max_tokens" not in user_keys and values.get("max_tokens"):
+        values["max_tokens"] = None
+    if values.get("max_tokens") == 0:
+        values["max_tokens"] = None

@@ -4,13 +4,12 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from transformers import TrainingArguments
 
 from ..data import DataError
 from .checkpoints import complete_checkpoints
 from .guards import CheckpointSaveError, NonFiniteLossError, TrainingInterrupted
 from .integrity import IncompleteCheckpointError
-from .validation import ConfigError
+from .setting_checks import ConfigError
 
 # Errors whose message already names the problem and the fix: printed without a traceback, exit status 1.
 CLEAR_ERRORS = (ConfigError, DataError, IncompleteCheckpointError, NonFiniteLossError, CheckpointSaveError)
@@ -39,7 +38,6 @@ def interrupted(interrupt: KeyboardInterrupt, run_config) -> str:
     """What a Ctrl-C stopped, and what rerunning the same command does."""
     if isinstance(interrupt, TrainingInterrupted):
         return str(interrupt)
-    output_dirs = [a.output_dir for a in (run_config.arguments if run_config else ()) if isinstance(a, TrainingArguments)]
-    checkpoints = complete_checkpoints(output_dirs[0]) if output_dirs else []
+    checkpoints = complete_checkpoints(run_config.training.output_dir) if run_config else []
     then = f"resume from {checkpoints[-1].name}" if checkpoints else "start again"
     return f"interrupted outside training, rerun the same command to {then}"

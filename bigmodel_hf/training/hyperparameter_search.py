@@ -16,6 +16,7 @@ training tokens, minutes, state) and `trials.png` (BLEU per trial and against th
 """
 
 import csv
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -24,14 +25,15 @@ from pathlib import Path
 from ..modeling_bigmodel import BigModelForSeq2SeqLM
 from ..tokenization import tokenize_translation_dataset
 from .config import RunConfig, parse_run_config
+from .data_spec import share_generated_data
 from .defaults import TRANSLATION_DEFAULTS
-from .runs import preset_config, start_run
+from .runs import record_run, sized_to_tokenizer, start_run
+from .setting_checks import ConfigError
 from .trainers import TranslationTrainer
 from .translation import (
     TRANSLATION_ARGUMENT_TYPES, build_model, build_tokenizer, build_translation_trainer, check_model_settings,
-    load_parallel_data, share_toy_corpus,
+    load_parallel_data, set_evaluation_max_length,
 )
-from .validation import ConfigError
 
 
 @dataclass
@@ -113,12 +115,12 @@ class SearchTrainer(TranslationTrainer):
 
 
 def parse_search_config(argv=None, default_config=None) -> RunConfig:
-    run_config = parse_run_config(TRANSLATION_ARGUMENT_TYPES + (SearchArguments,), argv, TRANSLATION_DEFAULTS,
-                                  default_config)
-    search = run_config.get(SearchArguments)
+    run_config = parse_run_config({**TRANSLATION_ARGUMENT_TYPES, "extra": SearchArguments}, argv,
+                                  TRANSLATION_DEFAULTS, default_config)
+    search = run_config.extra
     if search.search_trials < 1 or not search.search_minutes > 0:
         raise ConfigError("search_trials and search_minutes must be positive")
-    if run_config.arguments[0].model_name_or_path:
+    if run_config.model.model_name_or_path:
         raise ConfigError("the search builds models from presets; leave model_name_or_path unset")
     SearchSpace.from_arguments(search)
     return run_config
@@ -128,30 +130,32 @@ def run_search(run_config: RunConfig) -> dict:
     """Run the search; returns the best trial (also in `<output_dir>/best_trial.json`) and writes the tables."""
     import optuna
 
-    model_args, tok_args, data, run, args = run_config.arguments[:5]
-    search = run_config.get(SearchArguments)
+    model_args, data, run, args = run_config.model, run_config.data, run_config.run, run_config.training
+    search = run_config.extra
     space = SearchSpace.from_arguments(search)
-    check_model_settings(model_args)
+    expected = check_model_settings(model_args)
     if run.max_train_minutes is None:
         raise ConfigError("set max_train_minutes, the training budget of each trial")
     # One score per trial, from the evaluation at the end of its budget: no checkpoints, no best-model reload.
     args.save_strategy, args.load_best_model_at_end = "no", False
-    start_run(run_config, args, record=True)
-    share_toy_corpus(data, args)
+    start_run(run_config)
+    share_generated_data(data, "translation", args)
     raw = load_parallel_data(data, args.output_dir, args.seed, write_files=args.should_save)
-    tokenizer = build_tokenizer(model_args, tok_args, raw, args, resuming=False)
+    tokenizer = build_tokenizer(model_args, run_config.tokenizer, raw, args, resuming=False)
+    record_run(run_config)
     tokenized = tokenize_translation_dataset(raw, tokenizer, max_source_length=data.max_source_length,
                                              max_target_length=data.max_target_length)
 
     def model_init(trial=None):
         settings = space.suggest(trial) if trial is not None else {"preset": model_args.preset}
-        trial_args = type(model_args)(**{**vars(model_args), "preset": settings["preset"],
-                                         "dropout": settings.get("dropout", model_args.dropout)})
-        model = BigModelForSeq2SeqLM(preset_config(trial_args, tokenizer))
-        model.generation_config.max_length = args.generation_max_length or data.max_target_length + 1
+        trial_args = dataclasses.replace(model_args, preset=settings["preset"],
+                                         dropout=settings.get("dropout", model_args.dropout))
+        model = BigModelForSeq2SeqLM(sized_to_tokenizer(check_model_settings(trial_args), tokenizer, trial_args))
+        set_evaluation_max_length(model, args, data)
         return model
 
-    trainer = build_translation_trainer(run_config, build_model(model_args, tokenizer), tokenizer, raw, tokenized,
+    trainer = build_translation_trainer(run_config, build_model(model_args, tokenizer, expected), tokenizer, raw,
+                                        tokenized,
                                         trainer_class=SearchTrainer)
     trainer.model_init, trainer.space, trainer.records = model_init, space, []
     storage, name = optuna.storages.InMemoryStorage(), "translation"

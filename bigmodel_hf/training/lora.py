@@ -12,7 +12,7 @@ modules are always named explicitly (`q_proj,k_proj,v_proj,o_proj` fits BigModel
 
 from pathlib import Path
 
-from .validation import ConfigError
+from .setting_checks import ConfigError
 
 ADAPTER_CONFIG = "adapter_config.json"
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch.distributed as dist
 
+from ..decoding import is_sharded
+
 
 def made_once_everywhere(folder, make: Callable[[Path], object], args):
     """Run `make(folder)` on the global main process, then give every machine the same files under `folder`.
@@ -94,8 +96,6 @@ class BestModelOnEveryMachineMixin:
 
     def _load_best_model(self):
         super()._load_best_model()
-        from .sharding import is_sharded
-
         if self.args.world_size > 1 and not is_sharded(self.model) and not sees_main_output_dir(self.args):
             for tensor in self.model.state_dict().values():
                 dist.broadcast(tensor, src=0)

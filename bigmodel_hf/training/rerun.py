@@ -14,7 +14,6 @@ import functools
 import hashlib
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -22,19 +21,18 @@ import yaml
 from safetensors import SafetensorError, safe_open
 
 from ..configuration_bigmodel import BigModelConfig
+from ..generated_data import GENERATED_DATASETS
+from ..output_layout import OutputLayout
 from .checkpoints import RESUME_LAST, list_checkpoints
 from .integrity import STATE_FILE
-from .output import OutputLayout
-from .validation import ConfigError
+from .setting_checks import ConfigError
 
 # Config fields that the tokenizer, the Trainer (use_cache off while training) or the saving library set.
 NOT_THE_MODEL = {"vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id",
                  "architectures", "dtype", "torch_dtype", "transformers_version", "_name_or_path", "auto_map",
                  "use_cache", "return_dict", "output_attentions", "output_hidden_states"}
-# The built-in generated data sets and what decides their content. The names are repeated from
-# translation.TOY_DATASET and text_generation.STDLIB_DATASET (which sit above this module);
-# tests/test_reruns.py keeps them in step.
-GENERATED_DATA = {"toy_en_es": "seed", "stdlib_docs": "python"}
+# The built-in generated data sets and what decides their content.
+GENERATED_DATA = {name: dataset.depends_on for name, dataset in GENERATED_DATASETS.items()}
 
 
 def check_output_dir(output_dir) -> None:
@@ -141,9 +139,8 @@ def data_fingerprint(data, seed: int) -> dict:
     files = {split: getattr(data, f"{split}_file", None) for split in ("train", "validation", "test")}
     if any(files.values()):
         sources = {split: path for split, path in files.items() if path}
-    elif data.dataset_name in GENERATED_DATA:
-        depends_on = {"seed": seed, "python": sys.version.split()[0]}[GENERATED_DATA[data.dataset_name]]
-        return {"dataset": {"name": data.dataset_name, GENERATED_DATA[data.dataset_name]: depends_on}}
+    elif generated := GENERATED_DATASETS.get(data.dataset_name):
+        return {"dataset": {"name": generated.name, generated.depends_on: generated.content_key(seed)}}
     elif data.dataset_name and Path(data.dataset_name).exists():
         sources = {"dataset": data.dataset_name}
     else:  # a Hub data set: its name (its revision is not known before it is downloaded)

@@ -15,21 +15,14 @@ import os
 from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 
+from ..decoding import is_sharded
+
 logger = logging.getLogger(__name__)
 
 
 def fsdp_launched() -> bool:
     """True when `accelerate launch` was given an FSDP config (it exports ACCELERATE_USE_FSDP)."""
     return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true")
-
-
-def is_sharded(model) -> bool:
-    """True for a model whose parameters are split across processes (FSDP2 `fully_shard` or FSDP1), so that
-    every process must take part in each of its forwards. transformers 5.25's `is_fsdp_managed_module` only
-    knows models its own `apply_fsdp2` sharded, not Accelerate's."""
-    from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
-
-    return isinstance(model, (FSDPModule, FullyShardedDataParallel)) or getattr(model, "_is_fsdp_managed_module", False)
 
 
 def shard_tied_embeddings(model, plugin) -> None:

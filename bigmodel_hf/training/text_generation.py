@@ -8,37 +8,36 @@ weights, or LoRA adapters with `--use_peft`), optionally converted into a BigMod
 """
 
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from torch.nn.utils.rnn import pad_sequence
 from transformers import AutoModelForCausalLM, TrainingArguments
 
-from ..batching import pack_lm_blocks
+from ..batching import LMBlockCollator, pack_lm_blocks
 from ..convert import convert_llama_model
 from ..data import load_lm_dataset
-from ..hub import take_over_trainer_push
+from ..decoding import continue_texts
 from ..metrics import perplexity_from_eval_prediction, sequence_nll_and_count, token_weighted_perplexity
-from ..metrics.perplexity import IGNORE_INDEX
 from ..modeling_bigmodel import BigModelForCausalLM
-from ..stdlib_corpus import write_stdlib_corpus
+from ..output_layout import OutputLayout
 from ..tokenization import check_tokenizer_matches_model, tokenize_lm_dataset, train_lm_tokenizer
 from .arguments import CausalLMArguments, ModelArguments, RunArguments, TextDataArguments
 from .callbacks import build_callbacks
 from .config import RunConfig, parse_run_config
+from .data_spec import resolve_data_spec, share_generated_data
 from .defaults import LM_DEFAULTS
-from .generation import continue_texts
 from .lora import add_lora, save_lora_result
-from .output import OutputLayout
-from .processes import made_once_everywhere
 from .rerun import completed_run
-from .runs import capped, check_model_settings, finish_run, preset_config, record_run, start_run, tokenizer_for_run
+from .runs import (
+    capped, check_model_settings, finish_run, record_run, sized_to_tokenizer, start_run, take_over_trainer_push,
+    tokenizer_for_run,
+)
+from .setting_checks import ConfigError
 from .trainers import CausalLMTrainer
-from .validation import ConfigError
 
-LM_ARGUMENT_TYPES = (ModelArguments, CausalLMArguments, TextDataArguments, RunArguments, TrainingArguments)
-STDLIB_DATASET = "stdlib_docs"  # `--dataset_name stdlib_docs`: Python's own docstrings (`bigmodel_hf.stdlib_corpus`)
+LM_ARGUMENT_TYPES = dict(
+    model=ModelArguments, lm=CausalLMArguments, data=TextDataArguments, run=RunArguments, training=TrainingArguments,
+)
 
 
 def parse_text_generation_config(argv=None, default_config=None) -> RunConfig:
@@ -49,7 +48,7 @@ def parse_text_generation_config(argv=None, default_config=None) -> RunConfig:
 
 def check_lm_settings(run_config: RunConfig) -> None:
     """Combinations of LM settings that cannot work, refused before anything is built."""
-    model_args, lm, _, _, args = run_config
+    model_args, lm, args = run_config.model, run_config.lm, run_config.training
     pretrained = bool(model_args.model_name_or_path)
     problems = [
         (lm.convert_to_bigmodel and not pretrained,
@@ -73,20 +72,7 @@ def load_text_data(data: TextDataArguments, output_dir: str, seed: int, write_fi
 
     `write_files=False` (processes other than the main one) reads the stdlib corpus the main process wrote.
     """
-    if data.dataset_name and data.train_file:
-        raise ConfigError("Give either --dataset_name or --train_file (with --validation_file), not both.")
-    if data.dataset_name == STDLIB_DATASET:
-        corpus_dir = Path(output_dir) / "data"
-        if write_files and not (corpus_dir / "validation.jsonl").is_file():  # the recipe made it already
-            write_stdlib_corpus(corpus_dir)
-        spec = {split: str(corpus_dir / f"{split}.jsonl") for split in ("train", "validation")}
-    elif data.train_file:
-        spec = {"train": data.train_file} | ({"validation": data.validation_file} if data.validation_file else {})
-    elif data.dataset_name:
-        spec = data.dataset_name
-    else:
-        raise ConfigError(f"Give --dataset_name (a Hub name, a local file or folder, or {STDLIB_DATASET!r}) "
-                          "or --train_file.")
+    spec = resolve_data_spec(data, "text-generation", output_dir, seed, write_files)
     raw = load_lm_dataset(spec, text_field=data.text_column, config_name=data.dataset_config_name,
                           validation_size=data.validation_split_percentage / 100 or None, seed=seed)
     raw["train"] = capped(raw["train"], data.max_train_samples)
@@ -103,8 +89,9 @@ def build_tokenizer(model_args: ModelArguments, lm: CausalLMArguments, raw, trai
     return tokenizer
 
 
-def build_model(model_args: ModelArguments, lm: CausalLMArguments, tokenizer, block_size: int):
-    """A pretrained causal LM (converted into a BigModel on request), or a new decoder-only BigModel."""
+def build_model(model_args: ModelArguments, lm: CausalLMArguments, tokenizer, block_size: int, config=None):
+    """A pretrained causal LM (converted into a BigModel on request), or a new decoder-only BigModel of the
+    run's `config` (see `check_model_settings`; built here when not given) sized to the tokenizer."""
     if model_args.model_name_or_path:
         model = AutoModelForCausalLM.from_pretrained(
             model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code,
@@ -116,7 +103,8 @@ def build_model(model_args: ModelArguments, lm: CausalLMArguments, tokenizer, bl
                                   f"{model_args.model_name_or_path} is {model.config.model_type!r}.")
             model = convert_llama_model(model).train()
     else:
-        model = BigModelForCausalLM(preset_config(model_args, tokenizer, is_encoder_decoder=False))
+        config = config if config is not None else check_model_settings(model_args, is_encoder_decoder=False)
+        model = BigModelForCausalLM(sized_to_tokenizer(config, tokenizer, model_args))
     positions = getattr(model.config, "max_position_embeddings", None)
     if positions is not None and block_size > positions:
         raise ConfigError(f"block_size {block_size} exceeds the model's max_position_embeddings {positions}; "
@@ -129,23 +117,6 @@ def build_model(model_args: ModelArguments, lm: CausalLMArguments, tokenizer, bl
     if lm.use_peft:
         model = add_lora(model, lm.lora_r, lm.lora_alpha, lm.lora_dropout, lm.lora_target_modules)
     return model
-
-
-class BlockCollator:
-    """Packed blocks -> tensors. Training blocks all hold `block_size` tokens; the last validation block
-    may be shorter and is padded on the right (labels -100, attention 0), so no position shifts."""
-
-    def __init__(self, pad_token_id: int):
-        self.pad_token_id = pad_token_id
-
-    def __call__(self, features: list[dict]) -> dict:
-        ids = [torch.tensor(f["input_ids"]) for f in features]
-        return {
-            "input_ids": pad_sequence(ids, batch_first=True, padding_value=self.pad_token_id),
-            "labels": pad_sequence([torch.tensor(f["labels"]) for f in features], batch_first=True,
-                                   padding_value=IGNORE_INDEX),
-            "attention_mask": pad_sequence([torch.ones_like(i) for i in ids], batch_first=True, padding_value=0),
-        }
 
 
 def sample_prompts(texts, count: int, max_chars: int = 40) -> list[str]:
@@ -166,21 +137,21 @@ def sample_prompts(texts, count: int, max_chars: int = 40) -> list[str]:
 def run_text_generation(run_config: RunConfig) -> dict:
     """Train and evaluate; returns the `eval_results.json` content. Writes the output directory layout."""
     started = time.perf_counter()
-    model_args, lm, data, run, args = run_config
+    model_args, lm, data, run, args = (run_config.model, run_config.lm, run_config.data, run_config.run,
+                                       run_config.training)
     expected = check_model_settings(model_args, is_encoder_decoder=False)
     # run_config.yaml once the inputs have loaded; first, may this command continue what output_dir holds?
-    layout, resume = start_run(run_config, args, record=False, model_config=expected, data=data)
+    layout, resume = start_run(run_config, model_config=expected, data=data)
     if finished := completed_run(resume, args):
         print(finished)
         return layout.read_eval_results()
 
-    if data.dataset_name == STDLIB_DATASET:  # read from the main process's Python, copied to every machine
-        made_once_everywhere(Path(args.output_dir) / "data", write_stdlib_corpus, args)
+    share_generated_data(data, "text-generation", args)
     with args.main_process_first(desc="loading data"):
         raw = load_text_data(data, args.output_dir, args.seed, write_files=args.should_save)
     tokenizer = build_tokenizer(model_args, lm, raw, args, resuming=resume is not None)
-    model = build_model(model_args, lm, tokenizer, data.block_size)
-    record_run(run_config, args, data)
+    model = build_model(model_args, lm, tokenizer, data.block_size, expected)
+    record_run(run_config, data)
     tokenized = tokenize_lm_dataset(raw, tokenizer, num_proc=data.preprocessing_num_workers)
     blocks = {split: capped(pack_lm_blocks(documents, data.block_size, eos_token_id=tokenizer.eos_token_id,
                                            drop_remainder=split == "train"),
@@ -204,12 +175,12 @@ def run_text_generation(run_config: RunConfig) -> dict:
 
 def build_lm_trainer(run_config: RunConfig, model, tokenizer, raw, blocks) -> CausalLMTrainer:
     """The Trainer: token-weighted validation perplexity, sampled continuations, plot, early stopping."""
-    _, lm, data, run, args = run_config
+    lm, data, run, args = run_config.lm, run_config.data, run_config.run, run_config.training
     args.label_names = args.label_names or ["labels"]  # a PeftModel's forward hides them from the Trainer
 
     return CausalLMTrainer(
         model=model, args=args, train_dataset=blocks["train"], eval_dataset=blocks["validation"],
-        data_collator=BlockCollator(tokenizer.pad_token_id), processing_class=tokenizer,
+        data_collator=LMBlockCollator(tokenizer.pad_token_id), processing_class=tokenizer,
         compute_metrics=perplexity_from_eval_prediction, preprocess_logits_for_metrics=sequence_nll_and_count,
         max_tokens=data.max_tokens, wsd_decay_steps=lm.wsd_decay_steps,
         callbacks=build_callbacks(run, args, sampler(tokenizer, lm, args.seed), sample_prompts(

@@ -1,4 +1,5 @@
-"""Trainer classes of the recipes: the data owner's token-budget trainers, with exact multi-process metrics.
+"""Trainer classes of the recipes: token-budget batches (the sampler is `batching`'s), exact multi-process
+metrics, the stops of `guards`, float32 evaluation, training-token counts.
 
 `Seq2SeqTrainer.evaluate/predict` (transformers 5.24) switch `self.gather_function` to
 `accelerator.gather`, which keeps the samples Accelerate repeats to give every process a full last batch.
@@ -7,14 +8,71 @@ duplicated sentences (25 pairs on 2 processes were scored as 128). `gather_for_m
 """
 
 import functools
+from collections.abc import Sequence
+from functools import partial
 
-from transformers import SchedulerType
+import datasets
+from torch.utils.data import DataLoader
+from transformers import SchedulerType, Seq2SeqTrainer, Trainer
+from transformers.trainer_utils import seed_worker
 
-from ..batching import TokenBudgetSeq2SeqTrainer, TokenBudgetTrainer
+from ..batching import TokenBudgetBatchSampler, column_lengths
+from .budget_schedule import BUDGET_SCHEDULES, BudgetProgress, budget_scheduler
+from .callbacks import WallClockStop
 from .guards import GuardedTrainerMixin
 from .precision import Float32EvaluationMixin
 from .processes import BestModelOnEveryMachineMixin
 from .sharding import ShardedTrainingMixin, SyncedShardedGenerationMixin
+
+
+class TokenBudgetTrainerMixin:
+    """Mix in before a `Trainer` class: `max_tokens=N` switches training batches to a token budget."""
+
+    def __init__(self, *args, max_tokens: int | None = None, max_sentences: int | None = None,
+                 length_columns: Sequence[str] = ("input_ids", "labels"), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_tokens, self.max_sentences, self.length_columns = max_tokens, max_sentences, tuple(length_columns)
+
+    def get_train_dataloader(self) -> DataLoader:
+        if self.max_tokens is None:
+            return super().get_train_dataloader()
+        dataset = self.train_dataset
+        if dataset is None:
+            raise ValueError("Trainer: training requires a train_dataset.")
+        if not isinstance(dataset, datasets.Dataset):
+            raise TypeError("max_tokens batching needs a datasets.Dataset train_dataset")
+        args = self.args
+        sampler = TokenBudgetBatchSampler(
+            column_lengths(dataset, self.length_columns), self.max_tokens, max_sentences=self.max_sentences,
+            seed=args.data_seed if args.data_seed is not None else args.seed,
+            num_replicas=max(1, args.world_size), rank=args.process_index if args.world_size > 1 else 0,
+        )
+        dataset = self._remove_unused_columns(dataset, description="Training")
+        loader = DataLoader(
+            dataset, batch_sampler=sampler, collate_fn=self.data_collator,
+            num_workers=args.dataloader_num_workers, pin_memory=args.dataloader_pin_memory,
+            persistent_workers=args.dataloader_persistent_workers,
+            prefetch_factor=args.dataloader_prefetch_factor,
+            multiprocessing_context=args.dataloader_multiprocessing_context,
+            worker_init_fn=partial(seed_worker, num_workers=args.dataloader_num_workers, rank=args.process_index),
+        )
+        loader = self.accelerator.prepare(loader)
+        # Our sampler already shards by rank; under several processes accelerate wraps it in a
+        # BatchSamplerShard that would shard again. Make that wrapper a pass-through (as Trainer does
+        # for its own rank-aware BatchRebalanceSampler). `set_epoch` still reaches our sampler: Trainer
+        # calls it on `loader.batch_sampler.batch_sampler`.
+        shard = getattr(loader, "batch_sampler", None)
+        if shard is not None and shard is not sampler and getattr(shard, "batch_sampler", None) is sampler:
+            shard.num_processes, shard.process_index = 1, 0
+        return loader
+
+
+class TokenBudgetTrainer(TokenBudgetTrainerMixin, Trainer):
+    """`transformers.Trainer` with `max_tokens=` token-budget training batches."""
+
+
+class TokenBudgetSeq2SeqTrainer(TokenBudgetTrainerMixin, Seq2SeqTrainer):
+    """`transformers.Seq2SeqTrainer` with `max_tokens=` token-budget training batches."""
 
 
 class ExactGatherMixin:
@@ -69,16 +127,39 @@ class TrainingTokensMixin:
         return {"source_tokens": source, "target_tokens": target, "tokens": source + target}
 
 
+class BudgetScheduleMixin:
+    """With a `WallClockStop(schedule_by_budget=True)` attached and a schedule that has an end, size the decay
+    by the time budget as well as by `max_steps` (see `budget_schedule`). Overrides the public
+    `create_scheduler`; the parent's is used in every other case."""
+
+    wsd_decay_steps: float = 0.2
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        stop = next((c for c in self.callback_handler.callbacks if isinstance(c, WallClockStop)), None)
+        kind = str(getattr(self.args.lr_scheduler_type, "value", self.args.lr_scheduler_type))
+        if self.lr_scheduler is not None or stop is None or not stop.schedule_by_budget or kind not in BUDGET_SCHEDULES:
+            return super().create_scheduler(num_training_steps, optimizer)
+        kwargs = self.args.lr_scheduler_kwargs or {}
+        decay = self.wsd_decay_steps
+        decay_fraction = decay if decay < 1 else decay / max(num_training_steps, 1)
+        self.lr_scheduler = budget_scheduler(
+            optimizer if optimizer is not None else self.optimizer, kind,
+            BudgetProgress(num_training_steps, stop.expected_share),
+            self.args.warmup_steps, decay_fraction, floor=float(kwargs.get("min_lr_rate", 0.0)),
+        )
+        return self.lr_scheduler
+
+
 class TranslationTrainer(BestModelOnEveryMachineMixin, ShardedTrainingMixin, SyncedShardedGenerationMixin,
-                         GuardedTrainerMixin, Float32EvaluationMixin, ExactGatherMixin, KeepColumnsMixin,
-                         TrainingTokensMixin, TokenBudgetSeq2SeqTrainer):
+                         BudgetScheduleMixin, GuardedTrainerMixin, Float32EvaluationMixin, ExactGatherMixin,
+                         KeepColumnsMixin, TrainingTokensMixin, TokenBudgetSeq2SeqTrainer):
     """Seq2SeqTrainer + token-budget batches (`max_tokens=`) + exact gathering across processes + the stops
     of `guards` (non-finite loss, failed checkpoint save) + float32 evaluation under autocast + training-token
     counts + extra kept columns + FSDP2 (also on CPU processes) + several machines (`processes`)."""
 
 
-class CausalLMTrainer(BestModelOnEveryMachineMixin, ShardedTrainingMixin, GuardedTrainerMixin, Float32EvaluationMixin,
-                      ExactGatherMixin, TokenBudgetTrainer):
+class CausalLMTrainer(BestModelOnEveryMachineMixin, ShardedTrainingMixin, BudgetScheduleMixin, GuardedTrainerMixin,
+                      Float32EvaluationMixin, ExactGatherMixin, TokenBudgetTrainer):
     """Trainer + token-budget batches + exact gathering + float32 evaluation + FSDP2 + several machines, and the
     warmup-stable-decay schedule sized by `wsd_decay_steps` (a float below 1 is a fraction of all steps, like
     `warmup_steps`)."""

@@ -5,89 +5,67 @@ function of the parsed arguments, so tests and other entry points can reuse them
 """
 
 import time
-from pathlib import Path
 
 from safetensors import SafetensorError
 from transformers import AutoModelForSeq2SeqLM, Seq2SeqTrainingArguments
 
 from ..batching import make_seq2seq_collator
 from ..data import clean_translation_dataset, load_translation_dataset
+from ..decoding import max_new_tokens_of, translate_texts
 from ..metrics import corpus_translation_scores
-from ..hub import take_over_trainer_push
 from ..modeling_bigmodel import BigModelForSeq2SeqLM
+from ..output_layout import strip_metric_prefix
 from ..pretrained import record_source_prefix
 from ..subword_regularization import TEXT_COLUMNS, SubwordDropoutCollator, dropout_tokenizer, with_text_columns
 from ..tokenization import check_tokenizer_matches_model, tokenize_translation_dataset, train_translation_tokenizer
-from ..toy_data import write_toy_translation_corpus
-from .arguments import ModelArguments, RunArguments, TokenizerArguments, TranslationDataArguments
+from .arguments import (
+    ModelArguments, RunArguments, TokenizerArguments, TranslationDataArguments, parse_config_overrides,
+)
 from .callbacks import build_callbacks, wall_clock_report
 from .checkpoints import average_last_checkpoints, list_checkpoints, load_weights
 from .config import RunConfig, parse_run_config
+from .data_spec import resolve_data_spec, share_generated_data
 from .defaults import TRANSLATION_DEFAULTS
 from .evaluation import TranslationMetrics, length_sorted_subset
-from .generation import translate_texts
-from .output import strip_metric_prefix
-from .processes import made_once_everywhere
 from .precision import short_sequence_bf16_attention
-from .runs import (
-    capped, check_model_settings, dropout_settings, finish_run, parse_config_overrides, preset_config, record_run,
-    start_run, tokenizer_for_run,
-)
 from .rerun import completed_run
+from .runs import (
+    capped, check_model_settings, dropout_settings, finish_run, record_run, sized_to_tokenizer, start_run,
+    take_over_trainer_push, tokenizer_for_run,
+)
+from .setting_checks import ConfigError
 from .trainers import TranslationTrainer
-from .validation import ConfigError
 
 __all__ = ["parse_config_overrides", "parse_translation_config", "run_translation"]
 
-TRANSLATION_ARGUMENT_TYPES = (
-    ModelArguments, TokenizerArguments, TranslationDataArguments, RunArguments, Seq2SeqTrainingArguments,
+TRANSLATION_ARGUMENT_TYPES = dict(
+    model=ModelArguments, tokenizer=TokenizerArguments, data=TranslationDataArguments, run=RunArguments,
+    training=Seq2SeqTrainingArguments,
 )
-TOY_DATASET = "toy_en_es"  # `--dataset_name toy_en_es`: the synthetic corpus of `bigmodel_hf.toy_data`
 
 
-def parse_translation_config(argv=None, default_config=None) -> RunConfig:
-    return parse_run_config(TRANSLATION_ARGUMENT_TYPES, argv, TRANSLATION_DEFAULTS, default_config)
+def parse_translation_config(argv=None, default_config=None, values=None) -> RunConfig:
+    return parse_run_config(TRANSLATION_ARGUMENT_TYPES, argv, TRANSLATION_DEFAULTS, default_config, values)
 
 
 def load_parallel_data(data: TranslationDataArguments, output_dir: str, seed: int, write_files: bool = True):
     """Raw `source`/`target` pairs with train/validation/test splits, cleaned (report in the output dir).
 
-    `write_files=False` (processes other than the main one) writes nothing: it reads the toy corpus the main
-    process made (`processes.made_once_everywhere` copies it to every machine first) and keeps the cleaning
-    report to itself.
+    `write_files=False` (processes other than the main one) writes nothing: it reads the built-in corpus the
+    main process wrote (`data_spec.share_generated_data` copies it to every machine first) and keeps the
+    cleaning report to itself.
     """
-    if data.dataset_name and data.train_file:
-        raise ConfigError("Give either --dataset_name or --train_file (with --validation_file/--test_file), not both.")
-    if data.dataset_name == TOY_DATASET:
-        toy_dir = Path(output_dir) / "data"
-        if write_files and not (toy_dir / "test.jsonl").is_file():  # the recipes made it already (share_toy_corpus)
-            write_toy_translation_corpus(toy_dir, seed=seed)
-        spec = {split: str(toy_dir / f"{split}.jsonl") for split in ("train", "validation", "test")}
-    elif data.train_file:
-        spec = {"train": data.train_file, "validation": data.validation_file, "test": data.test_file}
-        spec = {split: path for split, path in spec.items() if path}
-    elif data.dataset_name:
-        spec = data.dataset_name
-    else:
-        raise ConfigError(f"Give --dataset_name (a Hub name, a local file or folder, or {TOY_DATASET!r}) or --train_file.")
+    spec = resolve_data_spec(data, "translation", output_dir, seed, write_files)
     raw = load_translation_dataset(
         spec, src_lang=data.source_lang, tgt_lang=data.target_lang, config_name=data.dataset_config_name,
         validation_size=0.02, seed=seed,
     )
-    if data.max_train_samples is not None:
-        raw["train"] = raw["train"].select(range(min(data.max_train_samples, len(raw["train"]))))
+    raw["train"] = capped(raw["train"], data.max_train_samples)
     if data.clean_data:
         raw, _report = clean_translation_dataset(raw, report_dir=output_dir if write_files else None)
     if data.source_prefix:
         raw = raw.map(lambda row: {"source": data.source_prefix + row["source"]})
     return raw
-
-
-def share_toy_corpus(data: TranslationDataArguments, args) -> None:
-    """`--dataset_name toy_en_es`: the main process writes the corpus, every machine gets a copy."""
-    if data.dataset_name == TOY_DATASET:
-        made_once_everywhere(Path(args.output_dir) / "data", lambda folder: write_toy_translation_corpus(
-            folder, seed=args.seed), args)
 
 
 def build_tokenizer(model_args: ModelArguments, tok_args: TokenizerArguments, raw, training_args, resuming: bool):
@@ -116,8 +94,9 @@ def build_tokenizer(model_args: ModelArguments, tok_args: TokenizerArguments, ra
                           "tokenizer_config.json, config.json, as save_pretrained writes them).") from error
 
 
-def build_model(model_args: ModelArguments, tokenizer):
-    """A pretrained seq2seq checkpoint (ours or stock), or a new BigModel from a preset sized to the tokenizer.
+def build_model(model_args: ModelArguments, tokenizer, config=None):
+    """A pretrained seq2seq checkpoint (ours or stock), or a new BigModel of the run's `config` (see
+    `check_model_settings`; built here when not given) sized to the tokenizer.
 
     A checkpoint is read from safetensors only, unless `load_legacy_bin` allows a pickled `pytorch_model.bin`.
     """
@@ -144,7 +123,8 @@ def build_model(model_args: ModelArguments, tokenizer):
                 "Use the tokenizer the model was trained with (leave --tokenizer_name unset)."
             )
         return model
-    model = BigModelForSeq2SeqLM(preset_config(model_args, tokenizer))
+    config = config if config is not None else check_model_settings(model_args)
+    model = BigModelForSeq2SeqLM(sized_to_tokenizer(config, tokenizer, model_args))
     check_tokenizer_matches_model(tokenizer, model.config)
     return model
 
@@ -152,21 +132,21 @@ def build_model(model_args: ModelArguments, tokenizer):
 def run_translation(run_config: RunConfig) -> dict:
     """Train and evaluate; returns the `eval_results.json` content. Writes the output directory layout."""
     started = time.perf_counter()
-    model_args, tok_args, data, run, args = run_config
+    model_args, data, run, args = run_config.model, run_config.data, run_config.run, run_config.training
     expected = check_model_settings(model_args)
     # run_config.yaml once the inputs have loaded; first, may this command continue what output_dir holds?
-    layout, resume = start_run(run_config, args, record=False, model_config=expected, data=data)
+    layout, resume = start_run(run_config, model_config=expected, data=data)
     if finished := completed_run(resume, args):
         print(finished)
         return layout.read_eval_results()
-    share_toy_corpus(data, args)
+    share_generated_data(data, "translation", args)
     with args.main_process_first(desc="loading data"):
         raw = load_parallel_data(data, args.output_dir, args.seed, write_files=args.should_save)
-    tokenizer = build_tokenizer(model_args, tok_args, raw, args, resuming=resume is not None)
-    model = build_model(model_args, tokenizer)
+    tokenizer = build_tokenizer(model_args, run_config.tokenizer, raw, args, resuming=resume is not None)
+    model = build_model(model_args, tokenizer, expected)
     # saved with the model, so `Translator` and transformers-only users put it before sources too
     record_source_prefix(model.config, data.source_prefix, data.source_lang, data.target_lang)
-    record_run(run_config, args, data)
+    record_run(run_config, data)
     tokenized = tokenize_translation_dataset(
         raw, tokenizer, max_source_length=data.max_source_length, max_target_length=data.max_target_length,
         num_proc=data.preprocessing_num_workers,
@@ -192,18 +172,23 @@ def run_translation(run_config: RunConfig) -> dict:
     return results
 
 
+def set_evaluation_max_length(model, args, data) -> None:
+    """Seq2SeqTrainer pads generated ids to the generation config's max_length: keep it to what we decode
+    (the start token + `generation_max_length`, or + the longest target trained on)."""
+    model.generation_config.max_length = args.generation_max_length or data.max_target_length + 1
+
+
 def build_translation_trainer(run_config: RunConfig, model, tokenizer, raw, tokenized,
                               trainer_class=TranslationTrainer) -> TranslationTrainer:
     """The Trainer: greedy validation on a capped length-sorted subset, samples, plot, early stopping."""
-    _, _, data, run, args = run_config.arguments[:5]
-    # Seq2SeqTrainer pads generated ids to the generation config's max_length: keep it to what we decode.
-    model.generation_config.max_length = args.generation_max_length or data.max_target_length + 1
+    data, run, args = run_config.data, run_config.run, run_config.training
+    set_evaluation_max_length(model, args, data)
 
     def generate_samples(model, texts):
-        return translate_texts(model, tokenizer, texts, max_new_tokens=model.generation_config.max_length - 1)
+        return translate_texts(model, tokenizer, texts, max_new_tokens=max_new_tokens_of(model.generation_config))
 
     collator, train_dataset, keep_columns = make_seq2seq_collator(tokenizer, model), tokenized["train"], ()
-    bpe_dropout = run_config.get(TokenizerArguments).bpe_dropout
+    bpe_dropout = run_config.tokenizer.bpe_dropout
     if bpe_dropout:  # training side only: the collator re-encodes the text; evaluation keeps `tokenizer`
         collator = SubwordDropoutCollator(collator, dropout_tokenizer(tokenizer, bpe_dropout),
                                           data.max_source_length, data.max_target_length)
@@ -219,26 +204,26 @@ def build_translation_trainer(run_config: RunConfig, model, tokenizer, raw, toke
 
 def evaluate_split(trainer, raw_split, tokenized_split, split, data, layout) -> dict:
     """Beam-search decode a split (all processes), score it, write its translations (main process)."""
-    metrics: TranslationMetrics = trainer.compute_metrics
     raw_split, tokenized_split = capped(raw_split, data.max_predict_samples), capped(tokenized_split, data.max_predict_samples)
     output = trainer.predict(
         tokenized_split, metric_key_prefix=split, num_beams=data.num_beams, length_penalty=data.length_penalty,
         max_length=trainer.model.generation_config.max_length,
     )
-    scores = strip_metric_prefix(output.metrics, split)
+    scores = strip_metric_prefix(output.metrics, split)  # the loss
+    scored = TranslationMetrics(trainer.processing_class).score(output.predictions, output.label_ids)
     copy_baseline = corpus_translation_scores(list(raw_split["source"]), list(raw_split["target"]))["bleu"]
     result = {
-        "bleu": scores["bleu"], "chrf": scores["chrf"],
-        "bleu_signature": metrics.signatures["bleu"], "chrf_signature": metrics.signatures["chrf"],
-        "gen_len": scores["gen_len"], "loss": scores.get("loss"), "num_samples": len(tokenized_split),
+        "bleu": scored.metrics["bleu"], "chrf": scored.metrics["chrf"],
+        "bleu_signature": scored.signatures["bleu"], "chrf_signature": scored.signatures["chrf"],
+        "gen_len": scored.metrics["gen_len"], "loss": scores.get("loss"), "num_samples": len(tokenized_split),
         "num_beams": data.num_beams, "length_penalty": data.length_penalty,
         "copy_source_bleu": copy_baseline,
     }
     if trainer.is_world_process_zero():
-        layout.write_predictions(split, data.target_lang, metrics.predictions)
+        layout.write_predictions(split, data.target_lang, scored.predictions)
         print(f"\n{split}: BLEU {result['bleu']:.2f}, chrF {result['chrf']:.2f} "
               f"(copying the source: BLEU {copy_baseline:.2f}) on {len(tokenized_split)} pairs, beam {data.num_beams}")
-        for source, hypothesis, reference in list(zip(raw_split["source"], metrics.predictions, raw_split["target"]))[:5]:
+        for source, hypothesis, reference in list(zip(raw_split["source"], scored.predictions, raw_split["target"]))[:5]:
             print(f"  > {source}\n  = {hypothesis}\n  ~ {reference}")
     return result
 

@@ -9,7 +9,7 @@ from transformers import EvalPrediction
 
 from bigmodel_hf.tokenization import train_translation_tokenizer
 from bigmodel_hf.training.evaluation import TranslationMetrics, length_sorted_subset
-from bigmodel_hf.training.output import OutputLayout, strip_metric_prefix
+from bigmodel_hf.output_layout import OutputLayout, strip_metric_prefix
 from bigmodel_hf.training.plotting import curve, plot_training_curves
 
 LOG_HISTORY = [
@@ -86,10 +86,11 @@ def test_translation_metrics_decode_generated_ids_and_labels(tokenizer):
     labels = pad_rows([tokenizer(text_target=r)["input_ids"] for r in refs], -100)
     metrics = TranslationMetrics(tokenizer)
     result = metrics(EvalPrediction(predictions=generated, label_ids=labels))
-    assert metrics.predictions == hyps and metrics.references == refs
+    scored = metrics.score(generated, labels)  # what the final evaluation writes
+    assert scored.predictions == hyps and scored.references == refs and scored.metrics == result
     assert 0 < result["bleu"] < 100 and 0 < result["chrf"] < 100
     assert all(isinstance(v, float) for v in result.values())  # only numbers reach the Trainer's loggers
-    assert metrics.signatures["bleu"].startswith("nrefs:1|") and "nc:6" in metrics.signatures["chrf"]
+    assert scored.signatures["bleu"].startswith("nrefs:1|") and "nc:6" in scored.signatures["chrf"]
     expected_len = np.mean([len(tokenizer(h, add_special_tokens=False)["input_ids"]) for h in hyps])
     assert result["gen_len"] == pytest.approx(expected_len)
     perfect = metrics(EvalPrediction(predictions=labels, label_ids=labels))
