@@ -120,9 +120,9 @@ def page(result: dict, config: BigModelConfig) -> str:
         f"First compiled round, compilation included: {r['first_round_compiled_s']:.1f} CPU s in this process, "
         f"{r['first_round_compiled_wall_s']:.0f} s wall-clock (inductor also compiles C++ in worker processes, "
         "which process_time does not count) "
-        f"(a compiled round afterwards: {statistics.median(r['compiled_round_s']):.2f} s); compiling pays for itself "
-        f"after about {max(r['rounds_to_break_even'], 0):.0f} rounds of these {r['batches']} batches"
-        + (" (never, at this ratio)." if r["ratio"] <= 1 else "."),
+        f"(a compiled round afterwards: {statistics.median(r['compiled_round_s']):.2f} s); "
+        + (f"compiling pays for itself after about {max(r['rounds_to_break_even'], 0):.0f} rounds of these "
+           f"{r['batches']} batches." if r["ratio"] > 1 else "at a ratio below 1 it never pays for itself."),
         f"Largest loss difference between the arms in their first round: {r['first_round_loss_gap']:.2e}.",
         "",
         "Round times (CPU s): eager " + ", ".join(f"{s:.2f}" for s in r["eager_round_s"])
