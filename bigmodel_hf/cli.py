@@ -1,6 +1,8 @@
 """The `bigmodel-hf` command. Each subcommand lives with the code it runs; this file only dispatches.
 
     bigmodel-hf convert-llama LLAMA_DIR OUTPUT_DIR     # Llama-family checkpoint -> BigModelForCausalLM
+    bigmodel-hf export ct2 MODEL_DIR OUT_DIR           # encoder-decoder -> CTranslate2 (int8 by default)
+    bigmodel-hf export llama MODEL_DIR OUT_DIR         # modern decoder-only -> LlamaForCausalLM checkpoint
     bigmodel-hf card OUTPUT_DIR                        # (re)build OUTPUT_DIR/README.md, the model card
     bigmodel-hf push OUTPUT_DIR --hub_model_id ID      # push a run's model, tokenizer and card to the Hub
     bigmodel-hf translate --model DIR "text" ...       # translate arguments (or stdin lines), one per line
@@ -11,6 +13,8 @@
 import argparse
 import sys
 
+from .export import MissingExtra
+
 
 def _convert_llama(args: argparse.Namespace) -> None:
     import torch
@@ -20,6 +24,18 @@ def _convert_llama(args: argparse.Namespace) -> None:
     out = convert_llama_checkpoint(args.source, args.output_dir, getattr(torch, args.dtype),
                                    trust_remote_code=args.trust_remote_code, load_legacy_bin=args.load_legacy_bin)
     print(f"Converted {args.source} -> {out}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    if args.format == "ct2":
+        from .export.ct2 import export_ct2
+
+        out = export_ct2(args.model_dir, args.output_dir, quantization=args.quantization, force=args.force)
+    else:
+        from .export.llama import export_llama
+
+        out = export_llama(args.model_dir, args.output_dir, force=args.force)
+    print(f"Exported {args.model_dir} -> {out} ({args.format})")
 
 
 def _card(args: argparse.Namespace) -> None:
@@ -82,7 +98,7 @@ def _translate(args: argparse.Namespace) -> None:
     options = _decoding_options(args)
     texts = args.texts or [line.rstrip("\r\n") for line in sys.stdin]
     translator = Translator.from_pretrained(args.model, device=args.device, trust_remote_code=args.trust_remote_code,
-                                            load_legacy_bin=args.load_legacy_bin)
+                                            load_legacy_bin=args.load_legacy_bin, engine=args.engine)
     for line in translator(texts, batch_size=args.batch_size, **options):
         print(line)
 
@@ -93,7 +109,7 @@ def _interactive_setup(args: argparse.Namespace):
 
     from .interactive import CompletionEngine
     from .interactive.session import CorrectionLog, clean_source, model_languages, read_sources
-    from .translator import parse_device
+    from .translator import parse_device, resolve_engine
 
     # everything that can be wrong with the inputs is found before the model loads, one line each
     decoding = _decoding_options(args)
@@ -107,9 +123,15 @@ def _interactive_setup(args: argparse.Namespace):
     if not all(sources):
         raise ValueError(f"argument {sources.index('') + 1} is blank; give a sentence to translate")
     sources += read_sources(args.source_file, source_lang) if args.source_file else []
-    engine = CompletionEngine.from_pretrained(args.model, device=parse_device(args.device),
-                                              trust_remote_code=args.trust_remote_code,
-                                              num_alternatives=args.alternatives, **decoding)
+    if resolve_engine(args.engine, args.model) == "ct2":
+        from .interactive.ct2_engine import CT2CompletionEngine
+
+        engine = CT2CompletionEngine.from_pretrained(args.model, trust_remote_code=False,  # no code runs
+                                                     num_alternatives=args.alternatives, **decoding)
+    else:
+        engine = CompletionEngine.from_pretrained(args.model, device=parse_device(args.device),
+                                                  trust_remote_code=args.trust_remote_code,
+                                                  num_alternatives=args.alternatives, **decoding)
     return engine, log, sources
 
 
@@ -154,6 +176,9 @@ def _add_decoding_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--length_penalty", type=float, help="beam length penalty (default: generation_config)")
     parser.add_argument("--max_new_tokens", type=int, help="longest output in tokens (default: generation_config)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: where Accelerate runs: the GPU, else CPU)")
+    parser.add_argument("--engine", default="auto", choices=["auto", "torch", "ct2"],
+                        help="ct2: the model's CTranslate2 export (bigmodel-hf export ct2); auto: ct2 when the "
+                             "folder is or holds one (in ct2/), else torch's generate()")
 
 
 def _add_model_loading_options(parser: argparse.ArgumentParser, legacy_bin: bool = True) -> None:
@@ -173,6 +198,17 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     _add_model_loading_options(convert)
     convert.set_defaults(run=_convert_llama)
+
+    export = commands.add_parser("export", help="write a trained model for another inference stack")
+    export.add_argument("format", choices=["ct2", "llama"],
+                        help="ct2: an encoder-decoder as a CTranslate2 model; llama: a modern decoder-only model "
+                             "as a LlamaForCausalLM checkpoint")
+    export.add_argument("model_dir")
+    export.add_argument("output_dir")
+    export.add_argument("--quantization", default="int8", choices=["int8", "int8_float32", "bfloat16", "float32"],
+                        help="ct2 only: weight type of the export (default int8)")
+    export.add_argument("--force", action="store_true", help="replace a non-empty output_dir")
+    export.set_defaults(run=_export)
 
     card_options = argparse.ArgumentParser(add_help=False)
     card_options.add_argument("--license", default="apache-2.0", help="license id for the card metadata")
@@ -228,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, MissingExtra) as error:
         sys.exit(f"bigmodel-hf {args.command}: {error}")
 
 

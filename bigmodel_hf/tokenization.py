@@ -172,7 +172,7 @@ def tokenize_translation_dataset(
                        "so decoder inputs will start with BOS twice")
     if tokenizer.eos_token_id is not None and (not probe or probe[-1] != tokenizer.eos_token_id):
         logger.warning("this tokenizer does not end labels with EOS; a model that never sees EOS never stops")
-    columns = dataset["train"].column_names if isinstance(dataset, DatasetDict) else dataset.column_names
+    columns = next(iter(dataset.values())).column_names if isinstance(dataset, DatasetDict) else dataset.column_names
     return dataset.map(encode, batched=True, batch_size=_BATCH, remove_columns=columns, num_proc=num_proc)
 
 

@@ -8,6 +8,10 @@ Decoding defaults come from the checkpoint's `generation_config.json` (the recip
 length penalty and max length of its final evaluation there); every call may override them. The run's
 source prefix (config.json's `task_specific_params`, or run_config.yaml) goes before every input, as in
 training and in the interactive engine. A blank input line translates to an empty line.
+
+`engine="ct2"` decodes with a CTranslate2 export of the model (`bigmodel-hf export ct2`, see
+`export/ct2.py`) instead of `generate()`, behind the same call; `engine="auto"` picks it when the folder
+is such an export or holds one in `ct2/`.
 """
 
 import math
@@ -30,22 +34,58 @@ def check_decoding_options(num_beams=None, length_penalty=None, max_new_tokens=N
         raise ValueError(f"--length_penalty must be a finite number, got {length_penalty!r}.")
 
 
+ENGINES = ("auto", "torch", "ct2")
+
+
+def resolve_engine(engine: str, name_or_path) -> str:
+    """"torch" or "ct2" for `engine` and the model folder; ValueError (one line) for an unknown engine."""
+    if engine not in ENGINES:
+        raise ValueError(f"--engine {engine!r} is not an engine; use one of {list(ENGINES)}.")
+    if engine != "auto":
+        return engine
+    from .export.ct2 import find_ct2_export
+
+    if find_ct2_export(name_or_path) is None:
+        return "torch"
+    try:
+        import ctranslate2  # noqa: F401
+    except ImportError:
+        return "torch"
+    return "ct2"
+
+
 class Translator:
-    def __init__(self, model, tokenizer, device: str | torch.device | None = None, source_prefix: str = ""):
+    def __init__(self, model, tokenizer, device: str | torch.device | None = None, source_prefix: str = "",
+                 ct2_model=None):
+        """`ct2_model` (an `export.ct2_runtime.CT2Model`) decodes instead of `model` when given."""
         self.device = parse_device(device)
-        self.model = model.to(self.device).eval()
+        self.ct2_model = ct2_model
+        self.model = model.to(self.device).eval() if model is not None else None
         self.tokenizer = tokenizer
         self.source_prefix = source_prefix or ""
 
+    @property
+    def engine(self) -> str:
+        return "ct2" if self.ct2_model is not None else "torch"
+
     @classmethod
     def from_pretrained(cls, name_or_path, device=None, dtype=None, trust_remote_code: bool = False,
-                        load_legacy_bin: bool = False) -> "Translator":
+                        load_legacy_bin: bool = False, engine: str = "auto", intra_threads: int = 0) -> "Translator":
         """Load model and tokenizer from a local folder or Hub id (ours without remote code once
         `bigmodel_hf` is imported; other checkpoints as `AutoModelForSeq2SeqLM` loads them).
 
         Weights come from safetensors only; `load_legacy_bin=True` also accepts a pickled `pytorch_model.bin`.
-        Code shipped with the model runs only with `trust_remote_code=True`.
+        Code shipped with the model runs only with `trust_remote_code=True`. `engine`: "torch" (`generate()`),
+        "ct2" (the folder's CTranslate2 export, `intra_threads` threads, 0 = CTranslate2's choice) or "auto".
         """
+        if resolve_engine(engine, name_or_path) == "ct2":
+            from .export.ct2_runtime import CT2Model
+
+            device = parse_device(device or "cpu")
+            if device.type not in ("cpu", "cuda"):
+                raise ValueError(f"--device {device}: CTranslate2 runs on cpu or cuda; use one of those or --engine torch.")
+            ct2_model = CT2Model(name_or_path, device=device.type, intra_threads=intra_threads)
+            return cls(None, ct2_model.tokenizer, device, ct2_model=ct2_model)
         check_model_location(name_or_path)
         device = parse_device(device)
         with one_line_load_errors(name_or_path):
@@ -66,16 +106,22 @@ class Translator:
         check_decoding_options(num_beams, length_penalty, max_new_tokens, batch_size)
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
-        settings = decoding_settings(self.model.generation_config, num_beams, length_penalty, max_new_tokens)
         # a blank line is no sentence: the model would invent one, so it stays blank (and keeps its place)
         wanted = [i for i, text in enumerate(texts) if text.strip()]
-        translated = translate_texts(
-            self.model, self.tokenizer, [texts[i] for i in wanted],
-            num_beams=settings.num_beams, length_penalty=settings.length_penalty,
-            max_new_tokens=settings.max_new_tokens,
-            batch_size=batch_size,
-            source_prefix=self.source_prefix,
-        ) if wanted else []
+        if self.ct2_model is not None:
+            settings = self.ct2_model.settings(num_beams, length_penalty, max_new_tokens)
+            translated = self.ct2_model.translate(
+                [texts[i] for i in wanted], num_beams=settings.num_beams, length_penalty=settings.length_penalty,
+                max_new_tokens=settings.max_new_tokens, batch_size=batch_size) if wanted else []
+        else:
+            settings = decoding_settings(self.model.generation_config, num_beams, length_penalty, max_new_tokens)
+            translated = translate_texts(
+                self.model, self.tokenizer, [texts[i] for i in wanted],
+                num_beams=settings.num_beams, length_penalty=settings.length_penalty,
+                max_new_tokens=settings.max_new_tokens,
+                batch_size=batch_size,
+                source_prefix=self.source_prefix,
+            ) if wanted else []
         outputs = [""] * len(texts)
         for i, text in zip(wanted, translated):
             outputs[i] = text

@@ -5,6 +5,7 @@ Used by tests/test_translate_recipe.py to show that 2 launched processes really 
 different data on each rank, identical weights at the end (gradients were all-reduced).
 """
 
+import copy
 import json
 import os
 import runpy
@@ -21,7 +22,11 @@ import bigmodel_hf.training.translation as translation
 
 class SyncProbe(TrainerCallback):
     def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
-        self.first_batch = [int(i) for i in next(iter(train_dataloader.batch_sampler))]
+        if train_dataloader.batch_sampler is not None:
+            self.first_batch = [int(i) for i in next(iter(train_dataloader.batch_sampler))]
+        else:  # a stream of whole batches (`--streaming`): the first one's token ids, read from a copy
+            batch = next(iter(copy.deepcopy(train_dataloader.dataset)))
+            self.first_batch = [tuple(example["input_ids"]) for example in batch]
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         checksum = float(sum(p.detach().double().sum() for p in model.parameters()))

@@ -205,3 +205,11 @@ def test_the_source_prefix_is_saved_with_the_model_and_used_by_translate(corpus,
     run_translation(parse_translation_config(tiny_run(corpus, tmp_path / "plain", model_name_or_path=tmp_path, **quick)))
     assert not json.loads((tmp_path / "plain" / "config.json").read_text()).get("task_specific_params")
     assert Translator.from_pretrained(tmp_path / "plain", device="cpu").source_prefix == ""
+
+
+def test_run_info_reports_each_data_stage(trained):
+    output_dir, _ = trained
+    stages = json.loads((output_dir / "run_info.json").read_text("utf-8"))["data_stages"]
+    assert [s["stage"] for s in stages] == ["load", "tokenizer", "tokenize"]  # clean_data false: no cleaning stage
+    assert stages[0]["rows_in"] == stages[0]["rows_out"] == 72  # train, validation, test: 24 pairs each
+    assert all(s["seconds"] >= 0 and (s["rows_per_second"] is None or s["rows_per_second"] > 0) for s in stages)

@@ -107,7 +107,31 @@ class TranslationDataArguments:
         default=None,
         metadata={"help": "Token budget per training batch per device (replaces per_device_train_batch_size)."},
     )
-    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Processes for cleaning and tokenization (the result is the same as with one)."}
+    )
+    data_cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "Keep the cleaned pairs, the trained tokenizer and the tokenised splits here, keyed on the "
+                          "data files' contents and the settings, and reuse them when a later run matches (logged as "
+                          "a hit or a miss). Unset = no cache."},
+    )
+    streaming: bool = field(
+        default=False,
+        metadata={"help": "Stream the training pairs (a JSON Lines --train_file, or a --dataset_name the Hub streams) "
+                          "instead of preparing them up front: cleaned, tokenised and batched on the fly, in constant "
+                          "memory. Needs --max_steps and --validation_file."},
+    )
+    streaming_tokenizer_sample: int = field(
+        default=100_000,
+        metadata={"help": "With --streaming: a tokenizer trained from scratch learns from the first this many cleaned "
+                          "training pairs."},
+    )
+    streaming_buffer_size: int = field(
+        default=100_000,
+        metadata={"help": "With --streaming: cleaned pairs sorted into length buckets and batched together (more: "
+                          "less padding and better shuffling, more memory)."},
+    )
 
 
 @dataclass

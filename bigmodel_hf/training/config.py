@@ -18,6 +18,9 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
+from .arguments import (
+    CausalLMArguments, ModelArguments, RunArguments, TextDataArguments, TokenizerArguments, TranslationDataArguments,
+)
 from .defaults import ALWAYS_RECORDED, environment_defaults, settle_defaults
 from .setting_checks import ConfigError, advisories, check_values
 
@@ -164,12 +167,12 @@ class RunConfig:
     """A parsed run: one argument dataclass per field, and which keys the recipe, the file or the command line
     set. Each field means the same in every recipe; the ones a recipe does not use are None."""
 
-    training: TrainingArguments
-    model: object = None  # ModelArguments
-    data: object = None  # TranslationDataArguments or TextDataArguments
-    run: object = None  # RunArguments
-    tokenizer: object = None  # TokenizerArguments: the translation recipe's tokenizer settings
-    lm: object = None  # CausalLMArguments: the text-generation recipe's own settings
+    training: TrainingArguments  # Seq2SeqTrainingArguments for translation
+    model: ModelArguments | None = None
+    data: TranslationDataArguments | TextDataArguments | None = None
+    run: RunArguments | None = None
+    tokenizer: TokenizerArguments | None = None  # the translation recipe's tokenizer settings
+    lm: CausalLMArguments | None = None  # the text-generation recipe's own settings
     extra: object = None  # the arguments of a program built on a recipe (back-translation, the search)
     explicit_keys: frozenset = frozenset()
     config_path: str | None = None

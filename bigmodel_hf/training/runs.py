@@ -155,15 +155,17 @@ def take_over_trainer_push(training_args) -> dict | None:
                 revision=training_args.hub_revision)
 
 
-def finish_run(trainer, train_output, results: dict, started: float, push: dict | None, card: bool = True) -> None:
-    """Main process: each split's results into eval_results.json, run_info.json, the card, the push."""
+def finish_run(trainer, train_output, results: dict, started: float, push: dict | None, card: bool = True,
+               run_info: dict | None = None) -> None:
+    """Main process: each split's results into eval_results.json, run_info.json (with `run_info`'s entries,
+    e.g. the data stages), the card, the push."""
     if not trainer.is_world_process_zero():
         return
     output_dir = trainer.args.output_dir
     layout = OutputLayout(output_dir)
     for split, split_results in results.items():
         layout.update_eval_results(split, split_results)
-    layout.write_run_info(describe_run(trainer, train_output, time.perf_counter() - started))
+    layout.write_run_info({**describe_run(trainer, train_output, time.perf_counter() - started), **(run_info or {})})
     if card:
         write_model_card(output_dir, repo_id=push["repo_id"] if push else None)
     if push:  # the card just written is already the one for push["repo_id"]

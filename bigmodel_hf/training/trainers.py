@@ -17,6 +17,7 @@ from transformers import SchedulerType, Seq2SeqTrainer, Trainer
 from transformers.trainer_utils import seed_worker
 
 from ..batching import TokenBudgetBatchSampler, column_lengths
+from ..streaming import StreamingBatches
 from .budget_schedule import BUDGET_SCHEDULES, BudgetProgress, budget_scheduler
 from .callbacks import WallClockStop
 from .guards import GuardedTrainerMixin
@@ -34,6 +35,8 @@ class TokenBudgetTrainerMixin:
         self.max_tokens, self.max_sentences, self.length_columns = max_tokens, max_sentences, tuple(length_columns)
 
     def get_train_dataloader(self) -> DataLoader:
+        if isinstance(self.train_dataset, StreamingBatches):
+            return self._streaming_dataloader()
         if self.max_tokens is None:
             return super().get_train_dataloader()
         dataset = self.train_dataset
@@ -65,6 +68,19 @@ class TokenBudgetTrainerMixin:
         if shard is not None and shard is not sampler and getattr(shard, "batch_sampler", None) is sampler:
             shard.num_processes, shard.process_index = 1, 0
         return loader
+
+
+    def _streaming_dataloader(self) -> DataLoader:
+        # The stream yields whole batches, already this process's share (see `streaming`): no sampler, no
+        # accelerate sharding, read in this process (its position is what a checkpoint saves).
+        args = self.args
+        return DataLoader(self.train_dataset, batch_size=None, collate_fn=self.data_collator, num_workers=0,
+                          pin_memory=args.dataloader_pin_memory)
+
+    def get_resumed_dataloader(self, dataloader: DataLoader, num_batches: int) -> DataLoader:
+        if isinstance(self.train_dataset, StreamingBatches):
+            return dataloader  # the stream was put back to its saved position instead (`restore_position`)
+        return super().get_resumed_dataloader(dataloader, num_batches)
 
 
 class TokenBudgetTrainer(TokenBudgetTrainerMixin, Trainer):

@@ -6,22 +6,29 @@ function of the parsed arguments, so tests and other entry points can reuse them
 
 import time
 
+from datasets import DatasetDict
+
 from safetensors import SafetensorError
 from transformers import AutoModelForSeq2SeqLM, Seq2SeqTrainingArguments
 
 from ..batching import make_seq2seq_collator
 from ..data import clean_translation_dataset, load_translation_dataset
+from ..data.cleaning import write_cleaning_report
+from ..data.stages import StageLog
 from ..decoding import max_new_tokens_of, translate_texts
 from ..metrics import corpus_translation_scores
 from ..modeling_bigmodel import BigModelForSeq2SeqLM
 from ..output_layout import strip_metric_prefix
 from ..pretrained import record_source_prefix
 from ..subword_regularization import TEXT_COLUMNS, SubwordDropoutCollator, dropout_tokenizer, with_text_columns
-from ..tokenization import check_tokenizer_matches_model, tokenize_translation_dataset, train_translation_tokenizer
+from ..tokenization import (
+    check_tokenizer_matches_model, load_pretrained_tokenizer, tokenize_translation_dataset, train_translation_tokenizer,
+)
 from .arguments import (
     ModelArguments, RunArguments, TokenizerArguments, TranslationDataArguments, parse_config_overrides,
 )
 from .callbacks import build_callbacks, wall_clock_report
+from .data_cache import DataCache, tokenizer_fingerprint
 from .checkpoints import average_last_checkpoints, list_checkpoints, load_weights
 from .config import RunConfig, parse_run_config
 from .data_spec import resolve_data_spec, share_generated_data
@@ -34,6 +41,10 @@ from .runs import (
     take_over_trainer_push, tokenizer_for_run,
 )
 from .setting_checks import ConfigError
+from .streamed_data import (
+    StreamPositionCallback, check_streaming_settings, load_streamed_parallel_data, restore_position, training_stream,
+    write_stream_report,
+)
 from .trainers import TranslationTrainer
 
 __all__ = ["parse_config_overrides", "parse_translation_config", "run_translation"]
@@ -48,35 +59,71 @@ def parse_translation_config(argv=None, default_config=None, values=None) -> Run
     return parse_run_config(TRANSLATION_ARGUMENT_TYPES, argv, TRANSLATION_DEFAULTS, default_config, values)
 
 
-def load_parallel_data(data: TranslationDataArguments, output_dir: str, seed: int, write_files: bool = True):
+def load_parallel_data(data: TranslationDataArguments, output_dir: str, seed: int, write_files: bool = True,
+                       stages: StageLog | None = None, cache: DataCache | None = None):
     """Raw `source`/`target` pairs with train/validation/test splits, cleaned (report in the output dir).
 
     `write_files=False` (processes other than the main one) writes nothing: it reads the built-in corpus the
     main process wrote (`data_spec.share_generated_data` copies it to every machine first) and keeps the
     cleaning report to itself.
+    `stages` records what loading and cleaning did and took; `cache` keeps and reuses the result.
     """
-    spec = resolve_data_spec(data, "translation", output_dir, seed, write_files)
-    raw = load_translation_dataset(
-        spec, src_lang=data.source_lang, tgt_lang=data.target_lang, config_name=data.dataset_config_name,
-        validation_size=0.02, seed=seed,
-    )
-    raw["train"] = capped(raw["train"], data.max_train_samples)
-    if data.clean_data:
-        raw, _report = clean_translation_dataset(raw, report_dir=output_dir if write_files else None)
-    if data.source_prefix:
-        raw = raw.map(lambda row: {"source": data.source_prefix + row["source"]})
+    stages = stages if stages is not None else StageLog()
+    if cache is None:
+        return _load_and_clean(data, output_dir, seed, write_files, stages)[0]
+    made = {}
+
+    def make():
+        raw, made["report"] = _load_and_clean(data, output_dir, seed, write_files, stages)
+        return raw
+
+    with stages.stage("cleaned pairs (cache)") as record:
+        raw = cache.datasets("cleaned pairs", make)
+        record["cache"] = "hit" if cache.hits["cleaned pairs"] else "miss"
+        record["rows_in"] = record["rows_out"] = sum(len(split) for split in raw.values())
+    report = cache.json("cleaning report", lambda: made.get("report") or {})
+    if report and cache.hits["cleaned pairs"]:
+        write_cleaning_report(report, output_dir)
     return raw
 
 
-def build_tokenizer(model_args: ModelArguments, tok_args: TokenizerArguments, raw, training_args, resuming: bool):
-    """The checkpoint's (or `tokenizer_name`'s) tokenizer, or a joint one trained on the training split."""
+def _load_and_clean(data, output_dir, seed, write_files, stages) -> tuple:
+    spec = resolve_data_spec(data, "translation", output_dir, seed, write_files)
+    with stages.stage("load") as record:
+        raw = load_translation_dataset(
+            spec, src_lang=data.source_lang, tgt_lang=data.target_lang, config_name=data.dataset_config_name,
+            validation_size=0.02, seed=seed,
+        )
+        raw["train"] = capped(raw["train"], data.max_train_samples)
+        record["rows_in"] = record["rows_out"] = sum(len(split) for split in raw.values())
+    report = None
+    if data.clean_data:
+        with stages.stage("clean", rows_in=sum(len(split) for split in raw.values()),
+                          workers=data.preprocessing_num_workers or 1) as record:
+            raw, report = clean_translation_dataset(raw, report_dir=output_dir if write_files else None,
+                                                   num_proc=data.preprocessing_num_workers)
+            record["rows_out"] = sum(len(split) for split in raw.values())
+    if data.source_prefix:
+        raw = raw.map(lambda row: {"source": data.source_prefix + row["source"]})
+    return raw, report
+
+
+def build_tokenizer(model_args: ModelArguments, tok_args: TokenizerArguments, raw, training_args, resuming: bool,
+                    cache: DataCache | None = None):
+    """The checkpoint's (or `tokenizer_name`'s) tokenizer, or a joint one trained on the training split (taken
+    from `cache` when it holds one trained on the same pairs with the same settings)."""
     added = [token.strip() for token in (tok_args.added_special_tokens or "").split(",") if token.strip()]
+    settings = dict(vocab_size=tok_args.vocab_size, model_type=tok_args.tokenizer_type,
+                    min_frequency=tok_args.tokenizer_min_frequency, added_special_tokens=added)
+
+    def train_now(save_dir):
+        return train_translation_tokenizer(raw["train"], save_dir=save_dir, **settings)
 
     def train(save_dir):
-        return train_translation_tokenizer(raw["train"], vocab_size=tok_args.vocab_size, save_dir=save_dir,
-                                           model_type=tok_args.tokenizer_type,
-                                           min_frequency=tok_args.tokenizer_min_frequency,
-                                           added_special_tokens=added)
+        if cache is None:
+            return train_now(save_dir)
+        cache.files("tokenizer", save_dir, train_now, **settings)
+        return load_pretrained_tokenizer(save_dir)
 
     name = model_args.tokenizer_name or model_args.model_name_or_path
     try:
@@ -134,30 +181,49 @@ def run_translation(run_config: RunConfig) -> dict:
     started = time.perf_counter()
     model_args, data, run, args = run_config.model, run_config.data, run_config.run, run_config.training
     expected = check_model_settings(model_args)
+    if data.streaming:
+        check_streaming_settings(data, args, run_config.tokenizer)
     # run_config.yaml once the inputs have loaded; first, may this command continue what output_dir holds?
     layout, resume = start_run(run_config, model_config=expected, data=data)
     if finished := completed_run(resume, args):
         print(finished)
         return layout.read_eval_results()
     share_generated_data(data, "translation", args)
+    stages = StageLog()
+    cache = None if data.streaming else DataCache.for_run(data, args.seed)
     with args.main_process_first(desc="loading data"):
-        raw = load_parallel_data(data, args.output_dir, args.seed, write_files=args.should_save)
-    tokenizer = build_tokenizer(model_args, run_config.tokenizer, raw, args, resuming=resume is not None)
+        if data.streaming:  # raw["train"]: only the tokenizer's sample; training reads the stream
+            with stages.stage("load evaluation splits and the stream's tokenizer sample") as record:
+                raw, stream, eval_hashes = load_streamed_parallel_data(data, args.seed)
+                record["rows_in"] = record["rows_out"] = sum(len(split) for split in raw.values())
+        else:
+            raw = load_parallel_data(data, args.output_dir, args.seed, write_files=args.should_save, stages=stages,
+                                     cache=cache)
+    with stages.stage("tokenizer", rows_in=len(raw["train"])):
+        tokenizer = build_tokenizer(model_args, run_config.tokenizer, raw, args, resuming=resume is not None,
+                                    cache=cache)
     model = build_model(model_args, tokenizer, expected)
     # saved with the model, so `Translator` and transformers-only users put it before sources too
     record_source_prefix(model.config, data.source_prefix, data.source_lang, data.target_lang)
     record_run(run_config, data)
-    tokenized = tokenize_translation_dataset(
-        raw, tokenizer, max_source_length=data.max_source_length, max_target_length=data.max_target_length,
-        num_proc=data.preprocessing_num_workers,
-    )
+    to_tokenize = DatasetDict({split: ds for split, ds in raw.items() if split != "train"}) if data.streaming else raw
+    with stages.stage("tokenize", rows_in=sum(len(split) for split in to_tokenize.values()),
+                      workers=data.preprocessing_num_workers or 1):
+        tokenized = tokenize_parallel_data(to_tokenize, tokenizer, data, cache)
     push = take_over_trainer_push(args)  # pushed once at the end, with the card, instead of per checkpoint
-    trainer = build_translation_trainer(run_config, model, tokenizer, raw, tokenized)
+    streamed = training_stream(stream, tokenizer, data, args, eval_hashes) if data.streaming else None
+    trainer = build_translation_trainer(run_config, model, tokenizer, raw, tokenized, train_dataset=streamed)
+    if streamed is not None:
+        trainer.add_callback(StreamPositionCallback(streamed))
+        if resume:
+            restore_position(streamed, resume)
     with short_sequence_bf16_attention(model, args):
         train_output = trainer.train(resume_from_checkpoint=resume)
 
     results = {"training": {**trainer.training_tokens(), "steps": trainer.state.global_step,
                             "epochs": trainer.state.epoch, **wall_clock_report(trainer)}}
+    if streamed is not None and trainer.is_world_process_zero():
+        results["streaming"] = write_stream_report(streamed, args.output_dir, len(raw["train"]))
     if run.average_last_checkpoints > 1:
         results["checkpoint_averaging"] = keep_better_of_best_and_average(trainer, run.average_last_checkpoints)
     # The final decoding settings become the model's defaults, saved in generation_config.json.
@@ -168,8 +234,22 @@ def run_translation(run_config: RunConfig) -> dict:
         if split in tokenized:
             results[split] = evaluate_split(trainer, raw[split], tokenized[split], split, data, layout)
 
-    finish_run(trainer, train_output, results, started, push)
+    finish_run(trainer, train_output, results, started, push, run_info={"data_stages": stages.as_list()})
     return results
+
+
+def tokenize_parallel_data(raw, tokenizer, data, cache: DataCache | None = None):
+    """`input_ids`/`attention_mask`/`labels` of every split (from `cache` when it holds them for this tokenizer)."""
+
+    def make():
+        return tokenize_translation_dataset(raw, tokenizer, max_source_length=data.max_source_length,
+                                            max_target_length=data.max_target_length,
+                                            num_proc=data.preprocessing_num_workers)
+
+    if cache is None:
+        return make()
+    return cache.datasets("tokenized", make, tokenizer=tokenizer_fingerprint(tokenizer),
+                          max_source_length=data.max_source_length, max_target_length=data.max_target_length)
 
 
 def set_evaluation_max_length(model, args, data) -> None:
@@ -179,15 +259,17 @@ def set_evaluation_max_length(model, args, data) -> None:
 
 
 def build_translation_trainer(run_config: RunConfig, model, tokenizer, raw, tokenized,
-                              trainer_class=TranslationTrainer) -> TranslationTrainer:
-    """The Trainer: greedy validation on a capped length-sorted subset, samples, plot, early stopping."""
+                              trainer_class=TranslationTrainer, train_dataset=None) -> TranslationTrainer:
+    """The Trainer: greedy validation on a capped length-sorted subset, samples, plot, early stopping.
+    `train_dataset`: batches to train on instead of `tokenized["train"]` (a `StreamingBatches`)."""
     data, run, args = run_config.data, run_config.run, run_config.training
     set_evaluation_max_length(model, args, data)
 
     def generate_samples(model, texts):
         return translate_texts(model, tokenizer, texts, max_new_tokens=max_new_tokens_of(model.generation_config))
 
-    collator, train_dataset, keep_columns = make_seq2seq_collator(tokenizer, model), tokenized["train"], ()
+    collator, keep_columns = make_seq2seq_collator(tokenizer, model), ()
+    train_dataset = tokenized["train"] if train_dataset is None else train_dataset
     bpe_dropout = run_config.tokenizer.bpe_dropout
     if bpe_dropout:  # training side only: the collator re-encodes the text; evaluation keeps `tokenizer`
         collator = SubwordDropoutCollator(collator, dropout_tokenizer(tokenizer, bpe_dropout),
