@@ -246,7 +246,7 @@ def _add_decoding_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num_beams", type=int, help="beam size (default: the model's generation_config)")
     parser.add_argument("--length_penalty", type=float, help="beam length penalty (default: generation_config)")
     parser.add_argument("--max_new_tokens", type=int, help="longest output in tokens (default: generation_config)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: where Accelerate runs: the GPU, else CPU)")
     parser.add_argument("--engine", default="auto", choices=["auto", "torch", "ct2"],
                         help="ct2: the model's CTranslate2 export (bigmodel-hf export ct2); auto: ct2 when the "
                              "folder is or holds one (in ct2/), else torch's generate()")

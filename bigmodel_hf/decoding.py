@@ -15,6 +15,15 @@ from tqdm.auto import tqdm
 FALLBACK_MAX_LENGTH = 129
 
 
+def is_sharded(model) -> bool:
+    """True for a model whose parameters are split across processes (FSDP2 `fully_shard` or FSDP1), so that
+    every process must take part in each of its forwards. transformers 5.25's `is_fsdp_managed_module` only
+    knows models its own `apply_fsdp2` sharded, not Accelerate's."""
+    from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
+
+    return isinstance(model, (FSDPModule, FullyShardedDataParallel)) or getattr(model, "_is_fsdp_managed_module", False)
+
+
 @dataclass(frozen=True)
 class DecodingSettings:
     num_beams: int
@@ -82,6 +91,8 @@ def _generate_sorted(model, tokenizer, texts, batch_size, generate_kwargs, keep_
                      progress=None) -> list[str]:
     was_training = model.training
     model.eval()
+    if is_sharded(model):  # every process runs each forward until all are done (training.sharding)
+        generate_kwargs = dict(generate_kwargs, synced_gpus=True)
     padding_side = tokenizer.padding_side
     if keep_prompt:  # decoder-only: new tokens must follow the prompt directly, so pad on the left
         tokenizer.padding_side = "left"

@@ -5,6 +5,7 @@ Recipes write them into the run's output directory; cards describe them; the dat
 rerun knows what their content depends on. This registry is the one place that knows their names.
 """
 
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +32,12 @@ class GeneratedDataset:
     def files(self, folder: Path, seed: int, write: bool = True) -> dict[str, str]:
         """{split: path} of the data under `folder`, written there first unless `write` is False (processes
         other than the main one read what the main one wrote)."""
-        paths = self.write(folder, seed) if write else {split: folder / f"{split}.jsonl" for split in self.splits}
+        paths = {split: folder / f"{split}.jsonl" for split in self.splits}
+        if write:  # into a staging folder, then renamed: a reader on a shared disk sees old or new, never half
+            staging = folder / f".writing-{os.getpid()}"
+            for split, written in self.write(staging, seed).items():
+                os.replace(written, paths[split])
+            staging.rmdir()
         return {split: str(path) for split, path in paths.items()}
 
 

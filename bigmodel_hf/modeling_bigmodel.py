@@ -55,8 +55,16 @@ def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_to
 
 
 def check_token_ids(input_ids: torch.Tensor, vocab_size: int, name: str = "input_ids") -> None:
-    """Fail with a readable message instead of an opaque embedding IndexError (or a CUDA assert)."""
+    """Fail with a readable message instead of an opaque embedding IndexError (or a CUDA assert).
+
+    Only CPU ids are read back to Python: on an accelerator, `int(ids.max())` would stall the stream once per
+    forward, so there the range is checked by an asynchronous device-side assert instead (the recipes and
+    `Translator` also check the tokenizer against the vocabulary once, where the ids are made).
+    """
     if torch.compiler.is_compiling() or input_ids.numel() == 0:
+        return
+    if input_ids.device.type != "cpu":
+        torch._assert_async(((input_ids >= 0) & (input_ids < vocab_size)).all(), f"{name} outside the vocabulary")
         return
     low, high = int(input_ids.min()), int(input_ids.max())
     if low < 0 or high >= vocab_size:

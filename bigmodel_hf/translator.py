@@ -19,32 +19,9 @@ import math
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
+from .devices import default_device, parse_device  # noqa: F401 (part of this module's API)
 from .pretrained import check_model_location, one_line_load_errors, source_prefix_of
 from .decoding import decoding_settings, translate_texts
-
-
-def default_device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def parse_device(device: str | torch.device | None) -> torch.device:
-    """`device` as a torch.device (the best available when None); ValueError for a name torch does not know
-    or a device this machine lacks."""
-    if device is None:
-        return default_device()
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"--device {device!r} is not a device name; use cpu, cuda, cuda:1 or mps.") from None
-    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
-    if not available.get(parsed.type, True):
-        raise ValueError(f"--device {device!r}: this machine has no {parsed.type} device; use cpu or leave "
-                         "--device unset.")
-    return parsed
 
 
 def check_decoding_options(num_beams=None, length_penalty=None, max_new_tokens=None, batch_size=None) -> None:

@@ -19,6 +19,8 @@ from transformers import Trainer
 from bigmodel_hf import BigModelForSeq2SeqLM
 from bigmodel_hf.training.guards import GuardedTrainerMixin
 from bigmodel_hf.training.hyperparameter_search import SearchTrainer
+from bigmodel_hf.training.processes import BestModelOnEveryMachineMixin
+from bigmodel_hf.training.sharding import ShardedTrainingMixin
 from bigmodel_hf.training.trainers import KeepColumnsMixin, TokenBudgetTrainerMixin
 
 TRAINER_SOURCE = inspect.getsource(trainer_module)
@@ -33,6 +35,8 @@ PRIVATE_METHODS = [
     ("_set_signature_columns_if_needed", [], KeepColumnsMixin, True),  # extra columns kept for BPE-dropout
     ("_remove_unused_columns", ["dataset", "description"], TokenBudgetTrainerMixin, False),
     ("_hp_search_setup", ["trial"], SearchTrainer, True),  # per-trial preset / dropout / token budget
+    ("_save", ["output_dir", "state_dict"], ShardedTrainingMixin, True),  # FSDP2 folders saved as the usual ones
+    ("_load_best_model", [], BestModelOnEveryMachineMixin, True),  # best weights broadcast to other machines
 ]
 
 

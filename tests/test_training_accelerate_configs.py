@@ -27,10 +27,18 @@ def test_cpu_config_asks_for_no_mixed_precision_and_gpu_configs_for_bf16():
     assert load_config_from_file(str(CONFIGS / "multi_gpu.yaml")).mixed_precision == "bf16"
 
 
-def test_fsdp_wraps_layer_classes_that_exist():
+def test_fsdp_wraps_the_layer_classes_each_model_has():
+    """No class list in the file: Accelerate wraps each model's `_no_split_modules` that it instantiates, so one
+    file serves the encoder-decoder and the decoder-only LM (a list naming BigModelEncoderLayer fails on the LM)."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from tiny_models import tiny_config
+
     fsdp = load_config_from_file(str(CONFIGS / "fsdp.yaml")).fsdp_config
     assert fsdp["fsdp_version"] == 2 and fsdp["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
-    for class_name in fsdp["fsdp_transformer_layer_cls_to_wrap"].split(","):
-        assert hasattr(modeling, class_name), class_name
-    assert set(fsdp["fsdp_transformer_layer_cls_to_wrap"].split(",")) <= set(
-        modeling.BigModelPreTrainedModel._no_split_modules)
+    assert "fsdp_transformer_layer_cls_to_wrap" not in fsdp
+    cases = [(modeling.BigModelForSeq2SeqLM(tiny_config()), {"BigModelEncoderLayer", "BigModelDecoderLayer"}),
+             (modeling.BigModelForCausalLM(tiny_config(is_encoder_decoder=False)), {"BigModelDecoderLayer"})]
+    for model, expected in cases:
+        plugin = FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy="transformer_based_wrap")
+        plugin.set_auto_wrap_policy(model)
+        assert set(plugin.transformer_cls_names_to_wrap) == expected

@@ -23,6 +23,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, LogitsProcessorLi
 from transformers.modeling_outputs import BaseModelOutput
 
 from ..decoding import decoding_settings
+from ..devices import parse_device
 from ..pretrained import check_model_location, one_line_load_errors, source_prefix_of
 from .constraint import SpellingIndex, SpellPrefix, plan_prefix
 from .surfaces import token_surfaces
@@ -75,10 +76,11 @@ class CompletionEngine:
         self.weights_version = 0
 
     @classmethod
-    def from_pretrained(cls, name_or_path, device: str | torch.device = "cpu", trust_remote_code: bool = False,
+    def from_pretrained(cls, name_or_path, device: str | torch.device | None = None, trust_remote_code: bool = False,
                         **options) -> "CompletionEngine":
         """Model and tokenizer of a run's output directory (safetensors only) or a Hub id; code shipped with
-        the model runs only with `trust_remote_code=True`.
+        the model runs only with `trust_remote_code=True`. `device`: where Accelerate would train when None
+        (`devices.default_device`).
 
         The `source_prefix` the run trained with (see `pretrained.source_prefix_of`) is applied to sources
         here too, as `Translator` does.
@@ -86,7 +88,7 @@ class CompletionEngine:
         check_model_location(name_or_path)
         with one_line_load_errors(name_or_path):
             model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path, use_safetensors=True,
-                                                          trust_remote_code=bool(trust_remote_code)).to(device)
+                                                          trust_remote_code=bool(trust_remote_code)).to(parse_device(device))
             tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=bool(trust_remote_code))
         options.setdefault("source_prefix", source_prefix_of(model.config, name_or_path))
         return cls(model, tokenizer, **options)

@@ -10,6 +10,7 @@ from transformers import EarlyStoppingCallback, TrainerCallback
 
 from ..output_layout import OutputLayout
 from .plotting import plot_training_curves
+from ..decoding import is_sharded
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +39,9 @@ class SampleOutputsCallback(TrainerCallback):
     """After each evaluation, run `generate(model, inputs)` on a few fixed inputs and log the outputs.
 
     They are printed, appended to `samples.jsonl` and, when TensorBoard is on, written as text under
-    `<output_dir>/runs/samples`. Runs on the main process with the unwrapped model, so it adds no
-    collective operation to a multi-process run (but is unsuitable for sharded FSDP models).
+    `<output_dir>/runs/samples`. A whole model generates on the main process alone (no collective operation
+    added to a multi-process run); a sharded one (FSDP) on every process, since each of its forwards gathers
+    parameters from all of them, and the main process writes.
     """
 
     def __init__(
@@ -54,9 +56,11 @@ class SampleOutputsCallback(TrainerCallback):
         self._writer = None
 
     def on_evaluate(self, args, state, control, model=None, **kwargs):
-        if not state.is_world_process_zero or model is None or not self.inputs:
+        if model is None or not self.inputs or not (state.is_world_process_zero or is_sharded(model)):
             return
         outputs = self.generate(model, self.inputs)
+        if not state.is_world_process_zero:
+            return
         rows = [
             {"step": state.global_step, "input": text, "output": out}
             | ({"reference": self.references[i]} if self.references else {})

@@ -6,6 +6,7 @@ Both recipes resolve `--dataset_name` / `--train_file` here, into the spec `data
 from pathlib import Path
 
 from ..generated_data import builtin_name, generated_dataset
+from .processes import made_once_everywhere
 from .setting_checks import ConfigError
 
 
@@ -24,3 +25,11 @@ def resolve_data_spec(data, task: str, output_dir, seed: int, write_files: bool 
         return data.dataset_name
     raise ConfigError(f"Give --dataset_name (a Hub name, a local file or folder, or {builtin_name(task)!r}) "
                       "or --train_file.")
+
+
+def share_generated_data(data, task: str, args) -> None:
+    """A built-in data set: written by the global main process, copied to every machine's `<output_dir>/data`
+    (`processes.made_once_everywhere`: the machines need not share a disk, and the stdlib corpus follows the
+    main process's Python). Nothing for other data."""
+    if generated := generated_dataset(data.dataset_name, task):
+        made_once_everywhere(Path(args.output_dir) / "data", lambda folder: generated.files(folder, args.seed), args)

@@ -25,6 +25,7 @@ from pathlib import Path
 from ..modeling_bigmodel import BigModelForSeq2SeqLM
 from ..tokenization import tokenize_translation_dataset
 from .config import RunConfig, parse_run_config
+from .data_spec import share_generated_data
 from .defaults import TRANSLATION_DEFAULTS
 from .runs import record_run, sized_to_tokenizer, start_run
 from .setting_checks import ConfigError
@@ -138,6 +139,7 @@ def run_search(run_config: RunConfig) -> dict:
     # One score per trial, from the evaluation at the end of its budget: no checkpoints, no best-model reload.
     args.save_strategy, args.load_best_model_at_end = "no", False
     start_run(run_config)
+    share_generated_data(data, "translation", args)
     raw = load_parallel_data(data, args.output_dir, args.seed, write_files=args.should_save)
     tokenizer = build_tokenizer(model_args, run_config.tokenizer, raw, args, resuming=False)
     record_run(run_config)

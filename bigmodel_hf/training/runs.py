@@ -24,6 +24,7 @@ from ..output_layout import OutputLayout
 from ..tokenization import load_pretrained_tokenizer
 from .checkpoints import list_checkpoints, resolve_resume_checkpoint
 from .config import RunConfig
+from .processes import made_once_everywhere
 from .rerun import (
     check_output_dir, check_same_data, check_same_model, data_fingerprint, finished_without_checkpoints,
     record_data_fingerprint,
@@ -76,17 +77,18 @@ def record_run(run_config: RunConfig, data=None) -> None:
 def tokenizer_for_run(model_args, training_args, resuming: bool, train: Callable[[Path], object]):
     """The checkpoint's (or `tokenizer_name`'s) tokenizer, or one trained by `train(save_dir)`.
 
-    Trained once, by the main process, into `<output_dir>/tokenizer`; the other processes, and a resumed
-    run, load that copy (so ids never change under a checkpoint).
+    Trained once, by the global main process, into `<output_dir>/tokenizer`, which every machine then holds
+    (`made_once_everywhere`); the other processes, and a resumed run, load that copy (so ids never change
+    under a checkpoint).
     """
     name = model_args.tokenizer_name or model_args.model_name_or_path
     if name:
         return load_pretrained_tokenizer(name, trust_remote_code=model_args.trust_remote_code)
     saved = Path(training_args.output_dir) / "tokenizer"
-    with training_args.main_process_first(desc="training the tokenizer"):
-        if (saved / "tokenizer.json").is_file() and (resuming or not training_args.should_save):
-            return load_pretrained_tokenizer(saved)
-        return train(saved)
+    if resuming and (saved / "tokenizer.json").is_file():
+        return load_pretrained_tokenizer(saved)
+    trained = made_once_everywhere(saved, train, training_args)
+    return trained if trained is not None else load_pretrained_tokenizer(saved)
 
 
 DROPOUT_FIELDS = ("dropout", "attention_dropout", "activation_dropout")

@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM, TrainingArguments
 from ..batching import LMBlockCollator, pack_lm_blocks
 from ..convert import convert_llama_model
 from ..data import load_lm_dataset
-from ..decoding import continue_texts
+from ..decoding import continue_texts, is_sharded
 from ..metrics import perplexity_from_eval_prediction, sequence_nll_and_count, token_weighted_perplexity
 from ..modeling_bigmodel import BigModelForCausalLM
 from ..output_layout import OutputLayout
@@ -24,7 +24,7 @@ from ..tokenization import check_tokenizer_matches_model, tokenize_lm_dataset, t
 from .arguments import CausalLMArguments, ModelArguments, RunArguments, TextDataArguments
 from .callbacks import build_callbacks
 from .config import RunConfig, parse_run_config
-from .data_spec import resolve_data_spec
+from .data_spec import resolve_data_spec, share_generated_data
 from .defaults import LM_DEFAULTS
 from .lora import add_lora, save_lora_result
 from .rerun import completed_run
@@ -146,6 +146,7 @@ def run_text_generation(run_config: RunConfig) -> dict:
         print(finished)
         return layout.read_eval_results()
 
+    share_generated_data(data, "text-generation", args)
     with args.main_process_first(desc="loading data"):
         raw = load_text_data(data, args.output_dir, args.seed, write_files=args.should_save)
     tokenizer = build_tokenizer(model_args, lm, raw, args, resuming=resume is not None)
@@ -165,8 +166,8 @@ def run_text_generation(run_config: RunConfig) -> dict:
                for split in ("validation", "test") if split in blocks}
     if start:
         results["validation"]["perplexity_at_start"] = start["perplexity"]
-    if trainer.is_world_process_zero():  # before saving: merging LoRA changes the model in place
-        report(trainer, layout, results, raw["validation"]["text"], run.num_sample_outputs, lm)
+    # before saving: merging LoRA changes the model in place
+    report(trainer, layout, results, raw["validation"]["text"], run.num_sample_outputs, lm)
     save_final_model(trainer, lm)
     finish_run(trainer, train_output, results, started, push, card=not lm.use_peft or lm.merge_lora)
     return results
@@ -221,7 +222,15 @@ def save_final_model(trainer, lm: CausalLMArguments) -> None:
 
 
 def report(trainer, layout: OutputLayout, results: dict, validation_texts, count: int, lm: CausalLMArguments) -> None:
-    """Print the perplexities, and `count` samples of the final model (also in `generations/validation.txt`)."""
+    """Print the perplexities, and `count` samples of the final model (also in `generations/validation.txt`), on
+    the main process; a sharded model samples on every process (each forward gathers from all of them)."""
+    main = trainer.is_world_process_zero()
+    if not (main or is_sharded(trainer.model)):
+        return
+    prompts = sample_prompts(validation_texts, count)
+    outputs = sampler(trainer.processing_class, lm, trainer.args.seed)(trainer.model, prompts) if prompts else []
+    if not main:
+        return
     validation = results["validation"]
     start = validation.get("perplexity_at_start")
     print(f"\nvalidation perplexity: {validation['perplexity']:.2f}"
@@ -229,10 +238,8 @@ def report(trainer, layout: OutputLayout, results: dict, validation_texts, count
           + f" over {validation['tokens']:,} tokens")
     if "test" in results:
         print(f"test perplexity: {results['test']['perplexity']:.2f} over {results['test']['tokens']:,} tokens")
-    prompts = sample_prompts(validation_texts, count)
     if not prompts:
         return
-    outputs = sampler(trainer.processing_class, lm, trainer.args.seed)(trainer.model, prompts)
     layout.write_predictions("validation", "txt", [p + " " + o for p, o in zip(prompts, outputs)], kind="generations")
     for prompt, output in zip(prompts, outputs):
         print(f"  > {prompt}\n  = {output}")

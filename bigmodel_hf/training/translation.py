@@ -31,7 +31,7 @@ from .callbacks import build_callbacks, wall_clock_report
 from .data_cache import DataCache, tokenizer_fingerprint
 from .checkpoints import average_last_checkpoints, list_checkpoints, load_weights
 from .config import RunConfig, parse_run_config
-from .data_spec import resolve_data_spec
+from .data_spec import resolve_data_spec, share_generated_data
 from .defaults import TRANSLATION_DEFAULTS
 from .evaluation import TranslationMetrics, length_sorted_subset
 from .precision import short_sequence_bf16_attention
@@ -63,7 +63,9 @@ def load_parallel_data(data: TranslationDataArguments, output_dir: str, seed: in
                        stages: StageLog | None = None, cache: DataCache | None = None):
     """Raw `source`/`target` pairs with train/validation/test splits, cleaned (report in the output dir).
 
-    `write_files=False` (processes other than the main one) reads the built-in corpus the main process wrote.
+    `write_files=False` (processes other than the main one) writes nothing: it reads the built-in corpus the
+    main process wrote (`data_spec.share_generated_data` copies it to every machine first) and keeps the
+    cleaning report to itself.
     `stages` records what loading and cleaning did and took; `cache` keeps and reuses the result.
     """
     stages = stages if stages is not None else StageLog()
@@ -98,7 +100,8 @@ def _load_and_clean(data, output_dir, seed, write_files, stages) -> tuple:
     if data.clean_data:
         with stages.stage("clean", rows_in=sum(len(split) for split in raw.values()),
                           workers=data.preprocessing_num_workers or 1) as record:
-            raw, report = clean_translation_dataset(raw, report_dir=output_dir, num_proc=data.preprocessing_num_workers)
+            raw, report = clean_translation_dataset(raw, report_dir=output_dir if write_files else None,
+                                                   num_proc=data.preprocessing_num_workers)
             record["rows_out"] = sum(len(split) for split in raw.values())
     if data.source_prefix:
         raw = raw.map(lambda row: {"source": data.source_prefix + row["source"]})
@@ -185,6 +188,7 @@ def run_translation(run_config: RunConfig) -> dict:
     if finished := completed_run(resume, args):
         print(finished)
         return layout.read_eval_results()
+    share_generated_data(data, "translation", args)
     stages = StageLog()
     cache = None if data.streaming else DataCache.for_run(data, args.seed)
     with args.main_process_first(desc="loading data"):
