@@ -120,6 +120,7 @@ class DataParallelAfterEvaluationMixin:
                 and any(model is self.model for model in accelerator._models)):
             accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)  # restores the forward autocast replaced
             self.model.__dict__.pop("_is_accelerate_prepared", None)
-            accelerator._models = [m for m in accelerator._models if m is not self.model and m is not self.model_wrapped]
+            stale = (self.model, self.model_wrapped)
+            accelerator._models = [m for m in accelerator._models if not any(m is s for s in stale)]
             self.model_wrapped = self.model  # not the compiled module the evaluation made, if any
         return super().train(*args, **kwargs)

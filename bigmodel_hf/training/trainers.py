@@ -167,15 +167,16 @@ class BudgetScheduleMixin:
 
 
 class TranslationTrainer(BestModelOnEveryMachineMixin, DataParallelAfterEvaluationMixin, ShardedTrainingMixin,
-                         SyncedShardedGenerationMixin, BudgetScheduleMixin, GuardedTrainerMixin, Float32EvaluationMixin, ExactGatherMixin,
-                         KeepColumnsMixin, TrainingTokensMixin, TokenBudgetSeq2SeqTrainer):
+                         SyncedShardedGenerationMixin, BudgetScheduleMixin, GuardedTrainerMixin, Float32EvaluationMixin,
+                         ExactGatherMixin, KeepColumnsMixin, TrainingTokensMixin, TokenBudgetSeq2SeqTrainer):
     """Seq2SeqTrainer + token-budget batches (`max_tokens=`) + exact gathering across processes + the stops
     of `guards` (non-finite loss, failed checkpoint save) + float32 evaluation under autocast + training-token
     counts + extra kept columns + FSDP2 (also on CPU processes) + several machines (`processes`)."""
 
 
 class CausalLMTrainer(BestModelOnEveryMachineMixin, DataParallelAfterEvaluationMixin, ShardedTrainingMixin,
-                      BudgetScheduleMixin, GuardedTrainerMixin, Float32EvaluationMixin, ExactGatherMixin, TokenBudgetTrainer):
+                      BudgetScheduleMixin, GuardedTrainerMixin, Float32EvaluationMixin, ExactGatherMixin,
+                      TokenBudgetTrainer):
     """Trainer + token-budget batches + exact gathering + float32 evaluation + FSDP2 + several machines, and the
     warmup-stable-decay schedule sized by `wsd_decay_steps` (a float below 1 is a fraction of all steps, like
     `warmup_steps`)."""
