@@ -181,15 +181,8 @@ def single_arm_memory(arm: str, model_dir: str, ct2_dir: str | None, texts: list
         "tok = AutoTokenizer.from_pretrained(d)",
         loader,
         f"f(json.loads({json.dumps(json.dumps(texts))}))",
-        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across exec (this benchmark's
-        # own peak), while the high-water mark of the new address space is this process's alone
-        "print([int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')][0])",
     ])
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
-    if run.returncode:
-        raise RuntimeError(run.stderr[-2000:])
-    return int(run.stdout.strip().splitlines()[-1]) * 1024
+    return peak_memory_of(script)
 
 
 def ct2_alone_memory(ct2_dir: str, texts: list[str]) -> int:
@@ -203,8 +196,15 @@ def ct2_alone_memory(ct2_dir: str, texts: list[str]) -> int:
         "translator = ctranslate2.Translator(d, intra_threads=1)",
         f"texts = json.loads({json.dumps(json.dumps(texts))})",
         "translator.translate_batch([tok.encode(t, add_special_tokens=False).tokens for t in texts], beam_size=4)",
-        "print([int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')][0])",
     ])
+    return peak_memory_of(script)
+
+
+def peak_memory_of(script: str) -> int:
+    """Peak resident set (bytes) of a fresh one-thread Python process running `script`. VmHWM, not
+    ru_maxrss: Linux carries ru_maxrss over from the parent across exec (this benchmark's own peak), while
+    the high-water mark of the new address space is the new process's alone."""
+    script += "\nprint([int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')][0])"
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
     if run.returncode:

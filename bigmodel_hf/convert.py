@@ -61,35 +61,44 @@ def config_from_llama(llama_config) -> BigModelConfig:
     )
 
 
-def rename_llama_key(key: str) -> str:
-    for pattern, replacement in _KEY_RENAMES:
+def rename_key(key: str, renames) -> str:
+    """`key` under the first (pattern, replacement) of `renames` that matches it; unchanged if none does."""
+    for pattern, replacement in renames:
         new_key, count = re.subn(pattern, replacement, key)
         if count:
             return new_key
     return key
 
 
+def rebuild_with_weights(source: PreTrainedModel, target_class, target_config, renames) -> PreTrainedModel:
+    """`target_class(target_config)` holding `source`'s weights under renamed keys (same dtype, shared storage),
+    tied as `target_config` says, with `source`'s generation config. The one copy of the move both ways
+    (Llama -> BigModel here, BigModel -> Llama in `export/llama.py`)."""
+    with torch.device("meta"):
+        target = target_class(target_config)
+    state_dict = {rename_key(k, renames): v for k, v in source.state_dict().items()}
+    tied = target_config.tie_word_embeddings
+    if tied:
+        state_dict.pop("lm_head.weight", None)
+    missing, unexpected = target.load_state_dict(state_dict, strict=False, assign=True)
+    missing = [k for k in missing if not (tied and k == "lm_head.weight")]
+    if missing or unexpected:
+        raise ValueError(f"{type(source).__name__} -> {target_class.__name__} key mismatch: missing {missing}, "
+                         f"unexpected {unexpected}.")
+    target.tie_weights()
+    # Non-persistent buffers (rotary frequencies) are not in the state dict: build them on a real device.
+    device = next(source.parameters()).device
+    for module in target.modules():
+        if hasattr(module, "inv_freq"):
+            fresh = type(module)(target_config).to(device)
+            module.inv_freq, module.original_inv_freq = fresh.inv_freq, fresh.original_inv_freq
+    target.generation_config = source.generation_config
+    return target.eval()
+
+
 def convert_llama_model(llama: PreTrainedModel) -> BigModelForCausalLM:
     """A `BigModelForCausalLM` with the same weights (same dtype) and generation config as `llama`."""
-    config = config_from_llama(llama.config)
-    with torch.device("meta"):
-        model = BigModelForCausalLM(config)
-    state_dict = {rename_llama_key(k): v for k, v in llama.state_dict().items()}
-    if config.tie_word_embeddings:
-        state_dict.pop("lm_head.weight", None)
-    missing, unexpected = model.load_state_dict(state_dict, strict=False, assign=True)
-    missing = [k for k in missing if not (config.tie_word_embeddings and k == "lm_head.weight")]
-    if missing or unexpected:
-        raise ValueError(f"Llama -> BigModel key mismatch: missing {missing}, unexpected {unexpected}.")
-    model.tie_weights()
-    # Non-persistent buffers (rotary frequencies) are not in the state dict: build them on a real device.
-    device = next(llama.parameters()).device
-    for name, module in model.named_modules():
-        if hasattr(module, "inv_freq"):
-            fresh = type(module)(config).to(device)
-            module.inv_freq, module.original_inv_freq = fresh.inv_freq, fresh.original_inv_freq
-    model.generation_config = llama.generation_config
-    return model.eval()
+    return rebuild_with_weights(llama, BigModelForCausalLM, config_from_llama(llama.config), _KEY_RENAMES)
 
 
 def convert_llama_checkpoint(source: str | Path, output_dir: str | Path, dtype: torch.dtype = torch.float32,

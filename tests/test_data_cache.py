@@ -14,7 +14,7 @@ from bigmodel_hf.training.translation import build_tokenizer, load_parallel_data
 
 class Args:  # the TrainingArguments fields tokenizer_for_run reads
     def __init__(self, output_dir):
-        self.output_dir, self.should_save = str(output_dir), True
+        self.output_dir, self.should_save, self.world_size = str(output_dir), True, 1
 
     def main_process_first(self, desc=""):
         import contextlib

@@ -9,13 +9,12 @@ export is a config mapping plus a key rename; settings Llama has no field for ar
 """
 
 import json
-import re
 from pathlib import Path
 
-import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from ..configuration_bigmodel import BigModelConfig
+from ..convert import rebuild_with_weights
 
 # Our parameter names -> Llama's (q/k/v/o_proj and gate/up/down_proj are shared names): convert.py's table
 # read backwards.
@@ -67,33 +66,9 @@ def llama_config_from(config: BigModelConfig) -> LlamaConfig:
     )
 
 
-def rename_to_llama_key(key: str) -> str:
-    for pattern, replacement in _KEY_RENAMES:
-        new_key, count = re.subn(pattern, replacement, key)
-        if count:
-            return new_key
-    return key
-
-
 def to_llama_model(model) -> LlamaForCausalLM:
     """A `LlamaForCausalLM` with `model`'s weights (same dtype, shared storage) and generation config."""
-    config = llama_config_from(model.config)
-    with torch.device("meta"):
-        llama = LlamaForCausalLM(config)
-    state_dict = {rename_to_llama_key(key): value for key, value in model.state_dict().items()}
-    if config.tie_word_embeddings:
-        state_dict.pop("lm_head.weight", None)
-    missing, unexpected = llama.load_state_dict(state_dict, strict=False, assign=True)
-    missing = [key for key in missing if not (config.tie_word_embeddings and key == "lm_head.weight")]
-    if missing or unexpected:
-        raise ValueError(f"BigModel -> Llama key mismatch: missing {missing}, unexpected {unexpected}.")
-    llama.tie_weights()
-    # rotary frequencies are non-persistent buffers, absent from the state dict: build them for real
-    device = next(model.parameters()).device
-    fresh = type(llama.model.rotary_emb)(config).to(device)
-    llama.model.rotary_emb.inv_freq, llama.model.rotary_emb.original_inv_freq = fresh.inv_freq, fresh.original_inv_freq
-    llama.generation_config = model.generation_config
-    return llama.eval()
+    return rebuild_with_weights(model, LlamaForCausalLM, llama_config_from(model.config), _KEY_RENAMES)
 
 
 def export_llama(model_dir, output_dir, force: bool = False) -> Path:

@@ -17,6 +17,7 @@ as the PyTorch engine reports them.
 """
 
 import math
+import threading
 
 import numpy as np
 
@@ -48,6 +49,9 @@ class CT2CompletionEngine(CompletionEngine):
         self.tokens += [f"<unused_{i}>" for i in range(len(self.tokens), len(self.surfaces))]
         self._encoded = {}  # source -> (its tokens, its length with BOS/EOS); CTranslate2 re-runs the encoder
         self._cache_size = cache_size
+        # read by the shared methods (clear_cache) and the page; a CTranslate2 model's weights never change
+        self._weights_lock = threading.RLock()
+        self.weights_version = 0
 
     @classmethod
     def from_pretrained(cls, name_or_path, device: str = "cpu", intra_threads: int = 0,

@@ -14,9 +14,7 @@ def resolve_data_spec(data, task: str, output_dir, seed: int, write_files: bool 
     """{split: file} or a name. A built-in data set is written into `<output_dir>/data` first (by the main
     process: `write_files=False` elsewhere reads what it wrote)."""
     file_splits = [split for split in ("train", "validation", "test") if hasattr(data, f"{split}_file")]
-    if data.dataset_name and data.train_file:
-        others = "/".join(f"--{split}_file" for split in file_splits[1:])
-        raise ConfigError(f"Give either --dataset_name or --train_file (with {others}), not both.")
+    check_one_source(data)
     if generated := generated_dataset(data.dataset_name, task):
         return generated.files(Path(output_dir) / "data", seed, write=write_files)
     if data.train_file:
@@ -27,9 +25,17 @@ def resolve_data_spec(data, task: str, output_dir, seed: int, write_files: bool 
                       "or --train_file.")
 
 
+def check_one_source(data) -> None:
+    """`--dataset_name` or `--train_file`, not both (before anything, a generated corpus included, is written)."""
+    if data.dataset_name and data.train_file:
+        others = "/".join(f"--{split}_file" for split in ("validation", "test") if hasattr(data, f"{split}_file"))
+        raise ConfigError(f"Give either --dataset_name or --train_file (with {others}), not both.")
+
+
 def share_generated_data(data, task: str, args) -> None:
     """A built-in data set: written by the global main process, copied to every machine's `<output_dir>/data`
     (`processes.made_once_everywhere`: the machines need not share a disk, and the stdlib corpus follows the
     main process's Python). Nothing for other data."""
+    check_one_source(data)
     if generated := generated_dataset(data.dataset_name, task):
         made_once_everywhere(Path(args.output_dir) / "data", lambda folder: generated.files(folder, args.seed), args)
