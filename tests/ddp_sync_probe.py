@@ -1,5 +1,7 @@
 """Run `recipes/translate.py` (or `$SYNC_PROBE_RECIPE`, e.g. generate_text.py) under a launcher with one extra callback that records, per rank, the first
-training batch and a checksum of the final weights (rank 0 writes `<output_dir>/sync_probe.json`).
+training batch and a checksum of the weights after the last optimizer step, taken before the end of training
+reloads the best checkpoint (that reload gives every rank rank 0's weights, whatever they trained to)
+(rank 0 writes `<output_dir>/sync_probe.json`).
 
 Used by tests/test_translate_recipe.py to show that 2 launched processes really train as one job:
 different data on each rank, identical weights at the end (gradients were all-reduced).
@@ -28,9 +30,11 @@ class SyncProbe(TrainerCallback):
             batch = next(iter(copy.deepcopy(train_dataloader.dataset)))
             self.first_batch = [tuple(example["input_ids"]) for example in batch]
 
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        self.checksum = float(sum(p.detach().double().sum() for p in model.parameters()))
+
     def on_train_end(self, args, state, control, model=None, **kwargs):
-        checksum = float(sum(p.detach().double().sum() for p in model.parameters()))
-        mine = {"first_batch": self.first_batch, "checksum": checksum}
+        mine = {"first_batch": self.first_batch, "checksum": self.checksum}
         ranks = [None] * dist.get_world_size() if dist.is_initialized() else [mine]
         if dist.is_initialized():
             dist.all_gather_object(ranks, mine)

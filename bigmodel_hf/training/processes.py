@@ -99,3 +99,28 @@ class BestModelOnEveryMachineMixin:
         if self.args.world_size > 1 and not is_sharded(self.model) and not sees_main_output_dir(self.args):
             for tensor in self.model.state_dict().values():
                 dist.broadcast(tensor, src=0)
+
+
+class DataParallelAfterEvaluationMixin:
+    """Mix in before a `Trainer` class: `train()` after an `evaluate`/`predict` still all-reduces gradients.
+
+    An evaluation before the first `train()` (the LM recipe's `perplexity_at_start`) has Accelerate 1.16 prepare
+    the model for evaluation only (autocast, compile; no DistributedDataParallel) and mark it prepared; the
+    `prepare` in `train()` then returns it unwrapped, and every process steps on its own gradients (the losses
+    logged, averaged over processes, hide it; the weights drift apart). That preparation is undone here, so
+    training prepares the model as if no evaluation had come first. FSDP and DeepSpeed prepare in full either way.
+    """
+
+    def train(self, *args, **kwargs):
+        from torch.nn.parallel import DistributedDataParallel
+
+        accelerator = self.accelerator
+        if (self.args.world_size > 1 and not self.is_fsdp_enabled and not self.is_deepspeed_enabled
+                and not isinstance(self.model_wrapped, DistributedDataParallel)
+                and any(model is self.model for model in accelerator._models)):
+            accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)  # restores the forward autocast replaced
+            self.model.__dict__.pop("_is_accelerate_prepared", None)
+            stale = (self.model, self.model_wrapped)
+            accelerator._models = [m for m in accelerator._models if not any(m is s for s in stale)]
+            self.model_wrapped = self.model  # not the compiled module the evaluation made, if any
+        return super().train(*args, **kwargs)

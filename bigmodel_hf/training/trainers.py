@@ -22,7 +22,7 @@ from .budget_schedule import BUDGET_SCHEDULES, BudgetProgress, budget_scheduler
 from .callbacks import WallClockStop
 from .guards import GuardedTrainerMixin
 from .precision import Float32EvaluationMixin
-from .processes import BestModelOnEveryMachineMixin
+from .processes import BestModelOnEveryMachineMixin, DataParallelAfterEvaluationMixin
 from .sharding import ShardedTrainingMixin, SyncedShardedGenerationMixin
 
 
@@ -166,16 +166,17 @@ class BudgetScheduleMixin:
         return self.lr_scheduler
 
 
-class TranslationTrainer(BestModelOnEveryMachineMixin, ShardedTrainingMixin, SyncedShardedGenerationMixin,
-                         BudgetScheduleMixin, GuardedTrainerMixin, Float32EvaluationMixin, ExactGatherMixin,
-                         KeepColumnsMixin, TrainingTokensMixin, TokenBudgetSeq2SeqTrainer):
+class TranslationTrainer(BestModelOnEveryMachineMixin, DataParallelAfterEvaluationMixin, ShardedTrainingMixin,
+                         SyncedShardedGenerationMixin, BudgetScheduleMixin, GuardedTrainerMixin, Float32EvaluationMixin,
+                         ExactGatherMixin, KeepColumnsMixin, TrainingTokensMixin, TokenBudgetSeq2SeqTrainer):
     """Seq2SeqTrainer + token-budget batches (`max_tokens=`) + exact gathering across processes + the stops
     of `guards` (non-finite loss, failed checkpoint save) + float32 evaluation under autocast + training-token
     counts + extra kept columns + FSDP2 (also on CPU processes) + several machines (`processes`)."""
 
 
-class CausalLMTrainer(BestModelOnEveryMachineMixin, ShardedTrainingMixin, BudgetScheduleMixin, GuardedTrainerMixin,
-                      Float32EvaluationMixin, ExactGatherMixin, TokenBudgetTrainer):
+class CausalLMTrainer(BestModelOnEveryMachineMixin, DataParallelAfterEvaluationMixin, ShardedTrainingMixin,
+                      BudgetScheduleMixin, GuardedTrainerMixin, Float32EvaluationMixin, ExactGatherMixin,
+                      TokenBudgetTrainer):
     """Trainer + token-budget batches + exact gathering + float32 evaluation + FSDP2 + several machines, and the
     warmup-stable-decay schedule sized by `wsd_decay_steps` (a float below 1 is a fraction of all steps, like
     `warmup_steps`)."""
