@@ -16,14 +16,25 @@ from .configuration_bigmodel import BigModelConfig
 from .modeling_bigmodel import BigModelForCausalLM
 from .pretrained import check_model_location, one_line_load_errors
 
-# Llama parameter names -> ours (the rest, q/k/v/o_proj and gate/up/down_proj, are shared names).
-_KEY_RENAMES = [
-    (r"^model\.embed_tokens\.", "model.decoder.embed_tokens."),
-    (r"^model\.norm\.", "model.decoder.norm."),
-    (r"^model\.layers\.(\d+)\.input_layernorm\.", r"model.decoder.layers.\1.self_attn_norm."),
-    (r"^model\.layers\.(\d+)\.post_attention_layernorm\.", r"model.decoder.layers.\1.mlp_norm."),
-    (r"^model\.layers\.", "model.decoder.layers."),
+# Llama parameter-name prefixes and ours ({layer}: the layer number); the rest, q/k/v/o_proj and
+# gate/up/down_proj, are shared names. One table for both directions (`key_renames`).
+LLAMA_AND_BIGMODEL_NAMES = [
+    ("model.embed_tokens.", "model.decoder.embed_tokens."),
+    ("model.norm.", "model.decoder.norm."),
+    ("model.layers.{layer}.input_layernorm.", "model.decoder.layers.{layer}.self_attn_norm."),
+    ("model.layers.{layer}.post_attention_layernorm.", "model.decoder.layers.{layer}.mlp_norm."),
+    ("model.layers.", "model.decoder.layers."),
 ]
+
+
+def key_renames(to_llama: bool = False) -> list[tuple[str, str]]:
+    """(regex, replacement) pairs for `rename_key`: Llama -> BigModel, or BigModel -> Llama."""
+    renames = []
+    for llama_name, our_name in LLAMA_AND_BIGMODEL_NAMES:
+        source, target = (our_name, llama_name) if to_llama else (llama_name, our_name)
+        renames.append(("^" + re.escape(source).replace(re.escape("{layer}"), r"(\d+)"),
+                        target.replace("{layer}", r"\1")))
+    return renames
 
 
 def config_from_llama(llama_config) -> BigModelConfig:
@@ -98,7 +109,7 @@ def rebuild_with_weights(source: PreTrainedModel, target_class, target_config, r
 
 def convert_llama_model(llama: PreTrainedModel) -> BigModelForCausalLM:
     """A `BigModelForCausalLM` with the same weights (same dtype) and generation config as `llama`."""
-    return rebuild_with_weights(llama, BigModelForCausalLM, config_from_llama(llama.config), _KEY_RENAMES)
+    return rebuild_with_weights(llama, BigModelForCausalLM, config_from_llama(llama.config), key_renames())
 
 
 def convert_llama_checkpoint(source: str | Path, output_dir: str | Path, dtype: torch.dtype = torch.float32,

@@ -14,17 +14,7 @@ from pathlib import Path
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from ..configuration_bigmodel import BigModelConfig
-from ..convert import rebuild_with_weights
-
-# Our parameter names -> Llama's (q/k/v/o_proj and gate/up/down_proj are shared names): convert.py's table
-# read backwards.
-_KEY_RENAMES = [
-    (r"^model\.decoder\.embed_tokens\.", "model.embed_tokens."),
-    (r"^model\.decoder\.norm\.", "model.norm."),
-    (r"^model\.decoder\.layers\.(\d+)\.self_attn_norm\.", r"model.layers.\1.input_layernorm."),
-    (r"^model\.decoder\.layers\.(\d+)\.mlp_norm\.", r"model.layers.\1.post_attention_layernorm."),
-    (r"^model\.decoder\.layers\.", "model.layers."),
-]
+from ..convert import key_renames, rebuild_with_weights
 
 
 def llama_refusals(config: BigModelConfig) -> list[str]:
@@ -68,7 +58,7 @@ def llama_config_from(config: BigModelConfig) -> LlamaConfig:
 
 def to_llama_model(model) -> LlamaForCausalLM:
     """A `LlamaForCausalLM` with `model`'s weights (same dtype, shared storage) and generation config."""
-    return rebuild_with_weights(model, LlamaForCausalLM, llama_config_from(model.config), _KEY_RENAMES)
+    return rebuild_with_weights(model, LlamaForCausalLM, llama_config_from(model.config), key_renames(to_llama=True))
 
 
 def export_llama(model_dir, output_dir, force: bool = False) -> Path:
