@@ -100,3 +100,25 @@ def test_build_callbacks_follows_the_run_arguments(tmp_path):
     assert names(RunArguments(plot=False, num_sample_outputs=0, early_stopping_patience=3)) == ["EarlyStoppingCallback"]
     samples = build_callbacks(RunArguments(num_sample_outputs=4), args, generate, ["x"] * 9, ["y"] * 9)[1]
     assert len(samples.inputs) == 4 and len(samples.references) == 4
+
+
+def test_cpu_clock_counts_computation_not_waiting(tmp_path):
+    """`--train_clock cpu` stops on this process's CPU time: a second of sleep spends none of the budget."""
+    import time
+
+    from bigmodel_hf.training.callbacks import WallClockStop
+
+    args = TrainingArguments(output_dir=str(tmp_path))
+    stops = {clock: [c for c in build_callbacks(RunArguments(plot=False, max_train_minutes=1 / 60, train_clock=clock),
+                                                args) if isinstance(c, WallClockStop)][0]
+             for clock in ("wall", "cpu")}
+    for stop in stops.values():
+        stop.on_train_begin(args, None, None)
+    time.sleep(1.1)
+    state = type("State", (), {"global_step": 1})()
+    control = type("Control", (), {"should_training_stop": False})()
+    stops["wall"].on_step_end(args, state, control)
+    assert control.should_training_stop
+    control.should_training_stop = False
+    stops["cpu"].on_step_end(args, state, control)
+    assert not control.should_training_stop and stops["cpu"].training_s < 0.5

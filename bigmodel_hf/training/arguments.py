@@ -167,6 +167,12 @@ class RunArguments:
         metadata={"help": "Stop training after this many minutes of training (evaluation time excluded); the "
                           "final evaluation still runs. Unset = no wall-clock limit."},
     )
+    train_clock: str = field(
+        default="wall",
+        metadata={"help": "What max_train_minutes counts: wall (elapsed time) or cpu (this process's CPU time, "
+                          "all its threads). cpu gives runs on a shared machine the same amount of computation "
+                          "whatever share of the cores they get."},
+    )
     budget_schedule: bool = field(
         default=False,
         metadata={"help": "With max_train_minutes and lr_scheduler_type linear, cosine or warmup_stable_decay: "

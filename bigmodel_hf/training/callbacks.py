@@ -172,7 +172,8 @@ def wall_clock_report(trainer) -> dict:
     for callback in trainer.callback_handler.callbacks:
         if isinstance(callback, WallClockStop):
             return {"training_minutes": callback.training_s / 60, "max_train_minutes": callback.budget_s / 60,
-                    "stopped_by_wall_clock": callback.stopped_at_step is not None}
+                    "stopped_by_wall_clock": callback.stopped_at_step is not None,
+                    "train_clock": "cpu" if callback.clock is time.process_time else "wall"}
     return {}
 
 
@@ -200,5 +201,8 @@ def build_callbacks(
         )
     minutes = getattr(run_args, "max_train_minutes", None)
     if minutes:
-        callbacks.append(WallClockStop(minutes * 60, schedule_by_budget=getattr(run_args, "budget_schedule", False)))
+        # CPU time of the whole process: with one torch thread, the computation a run got on a shared machine
+        clock = time.process_time if getattr(run_args, "train_clock", "wall") == "cpu" else time.perf_counter
+        callbacks.append(WallClockStop(minutes * 60, schedule_by_budget=getattr(run_args, "budget_schedule", False),
+                                       clock=clock))
     return callbacks

@@ -114,6 +114,8 @@ def _regularization_problems(values: Mapping) -> list[str]:
             and not values.get("tokenizer_name") and not values.get("model_name_or_path"):
         problems.append(f"bpe_dropout needs tokenizer_type bpe (got {values.get('tokenizer_type')!r}); "
                         "set bpe_dropout: 0 or train a BPE tokenizer")
+    if values.get("train_clock", "wall") not in ("wall", "cpu"):
+        problems.append(f"train_clock must be wall or cpu, got {values.get('train_clock')!r}")
     minutes = values.get("max_train_minutes")
     if minutes is not None and not (isinstance(minutes, (int, float)) and minutes > 0):
         problems.append(f"max_train_minutes must be a positive number of minutes (unset = no limit), got {minutes!r}")
