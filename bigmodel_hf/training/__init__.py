@@ -11,6 +11,7 @@ What an output directory holds and how a trained model decodes are not training'
 
 from .arguments import (
     CausalLMArguments,
+    LoraArguments,
     ModelArguments,
     RunArguments,
     TextDataArguments,
@@ -27,6 +28,7 @@ __all__ = [
     "TRANSLATION_DEFAULTS",
     "CausalLMArguments",
     "ConfigError",
+    "LoraArguments",
     "ModelArguments",
     "RunArguments",
     "RunConfig",

@@ -196,25 +196,32 @@ class RunArguments:
 
 
 @dataclass
-class CausalLMArguments:
+class LoraArguments:
+    """LoRA adapters (`peft`) instead of all weights, for a fine-tune of a pretrained checkpoint (both recipes)."""
+
+    use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters (peft) instead of all weights."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
+    lora_target_modules: str | None = field(
+        default=None,
+        metadata={"help": "Comma-separated module names that get adapters; unset = every attention projection the "
+                          "model has (q_proj,k_proj,v_proj and o_proj or out_proj: BigModel, Llama, M2M100, NLLB, "
+                          "mBART; GPT-2: give c_attn,c_proj)."},
+    )
+    merge_lora: bool = field(
+        default=False, metadata={"help": "Save the base model with the adapters merged in, instead of the adapters."}
+    )
+
+
+@dataclass
+class CausalLMArguments(LoraArguments):
     """The text-generation recipe's own settings: tokenizer from scratch, conversion, LoRA, sampling."""
 
     vocab_size: int = field(default=8000, metadata={"help": "Vocabulary of the byte-level BPE trained from scratch."})
     tokenizer_min_frequency: int = field(default=2, metadata={"help": "Minimum count of a merge when training it."})
     convert_to_bigmodel: bool = field(
         default=False, metadata={"help": "Convert a Llama-family --model_name_or_path into BigModelForCausalLM first."}
-    )
-    use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters (peft) instead of all weights."})
-    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
-    lora_target_modules: str = field(
-        default="q_proj,k_proj,v_proj,o_proj",
-        metadata={"help": "Comma-separated module names that get adapters (BigModel/Llama attention by default; "
-                          "GPT-2: c_attn,c_proj)."},
-    )
-    merge_lora: bool = field(
-        default=False, metadata={"help": "Save the base model with the adapters merged in, instead of the adapters."}
     )
     wsd_decay_steps: float = field(
         default=0.2,

@@ -19,7 +19,8 @@ import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 from .arguments import (
-    CausalLMArguments, ModelArguments, RunArguments, TextDataArguments, TokenizerArguments, TranslationDataArguments,
+    CausalLMArguments, LoraArguments, ModelArguments, RunArguments, TextDataArguments, TokenizerArguments,
+    TranslationDataArguments,
 )
 from .defaults import ALWAYS_RECORDED, environment_defaults, settle_defaults
 from .setting_checks import ConfigError, advisories, check_values
@@ -172,7 +173,8 @@ class RunConfig:
     data: TranslationDataArguments | TextDataArguments | None = None
     run: RunArguments | None = None
     tokenizer: TokenizerArguments | None = None  # the translation recipe's tokenizer settings
-    lm: CausalLMArguments | None = None  # the text-generation recipe's own settings
+    lm: CausalLMArguments | None = None  # the text-generation recipe's own settings (LoRA's included)
+    lora: LoraArguments | None = None  # the translation recipe's LoRA settings
     extra: object = None  # the arguments of a program built on a recipe (back-translation, the search)
     explicit_keys: frozenset = frozenset()
     config_path: str | None = None

@@ -26,7 +26,7 @@ from .callbacks import build_callbacks
 from .config import RunConfig, parse_run_config
 from .data_spec import resolve_data_spec, share_generated_data
 from .defaults import LM_DEFAULTS
-from .lora import add_lora, save_lora_result
+from .lora import add_lora, lora_setting_problems, save_model_or_adapters
 from .rerun import completed_run
 from .runs import (
     capped, check_model_settings, finish_run, record_run, sized_to_tokenizer, start_run, take_over_trainer_push,
@@ -53,14 +53,10 @@ def check_lm_settings(run_config: RunConfig) -> None:
     problems = [
         (lm.convert_to_bigmodel and not pretrained,
          "convert_to_bigmodel needs --model_name_or_path (a Llama checkpoint)"),
-        (lm.use_peft and not pretrained,
-         "use_peft trains adapters on a pretrained checkpoint: give --model_name_or_path"),
-        (lm.merge_lora and not lm.use_peft, "merge_lora needs use_peft"),
+        *lora_setting_problems(lm, pretrained, args.push_to_hub),
         (lm.use_peft and lm.convert_to_bigmodel and not lm.merge_lora,
          "adapters of a model converted on the fly have no base checkpoint on disk to load onto: add --merge_lora, "
          "or convert first (bigmodel-hf convert-llama SRC DST) and fine-tune DST"),
-        (lm.use_peft and not lm.merge_lora and args.push_to_hub,
-         "push_to_hub shares a full model with its card: add --merge_lora to push a LoRA run"),
     ]
     problems = [text for bad, text in problems if bad]
     if problems:
@@ -168,7 +164,7 @@ def run_text_generation(run_config: RunConfig) -> dict:
         results["validation"]["perplexity_at_start"] = start["perplexity"]
     # before saving: merging LoRA changes the model in place
     report(trainer, layout, results, raw["validation"]["text"], run.num_sample_outputs, lm)
-    save_final_model(trainer, lm)
+    save_model_or_adapters(trainer, lm)
     finish_run(trainer, train_output, results, started, push, card=not lm.use_peft or lm.merge_lora)
     return results
 
@@ -206,19 +202,6 @@ def evaluate_split(trainer, blocks, split: str) -> dict:
     sums = np.asarray(output.predictions, dtype=np.float64).reshape(-1, 2)
     result = token_weighted_perplexity(sums[:, 0], sums[:, 1].round().astype(np.int64))
     return {**result, "blocks": len(blocks)}
-
-
-def save_final_model(trainer, lm: CausalLMArguments) -> None:
-    """The whole model (Trainer's save: weights, code files, tokenizer, generation config), or with LoRA
-    the adapters / merged model plus the tokenizer and generation config."""
-    if not lm.use_peft:
-        trainer.save_model()
-        return
-    if trainer.args.should_save:
-        output_dir = trainer.args.output_dir
-        saved = save_lora_result(trainer.model, output_dir, merge=lm.merge_lora)
-        saved.generation_config.save_pretrained(output_dir)
-        trainer.processing_class.save_pretrained(output_dir)
 
 
 def report(trainer, layout: OutputLayout, results: dict, validation_texts, count: int, lm: CausalLMArguments) -> None:

@@ -25,7 +25,7 @@ from ..tokenization import (
     check_tokenizer_matches_model, load_pretrained_tokenizer, tokenize_translation_dataset, train_translation_tokenizer,
 )
 from .arguments import (
-    ModelArguments, RunArguments, TokenizerArguments, TranslationDataArguments, parse_config_overrides,
+    LoraArguments, ModelArguments, RunArguments, TokenizerArguments, TranslationDataArguments, parse_config_overrides,
 )
 from .callbacks import build_callbacks, wall_clock_report
 from .data_cache import DataCache, tokenizer_fingerprint
@@ -34,6 +34,7 @@ from .config import RunConfig, parse_run_config
 from .data_spec import resolve_data_spec, share_generated_data
 from .defaults import TRANSLATION_DEFAULTS
 from .evaluation import TranslationMetrics, length_sorted_subset
+from .lora import add_lora, lora_setting_problems, save_model_or_adapters
 from .precision import short_sequence_bf16_attention
 from .rerun import completed_run
 from .runs import (
@@ -51,12 +52,17 @@ __all__ = ["parse_config_overrides", "parse_translation_config", "run_translatio
 
 TRANSLATION_ARGUMENT_TYPES = dict(
     model=ModelArguments, tokenizer=TokenizerArguments, data=TranslationDataArguments, run=RunArguments,
-    training=Seq2SeqTrainingArguments,
+    lora=LoraArguments, training=Seq2SeqTrainingArguments,
 )
 
 
 def parse_translation_config(argv=None, default_config=None, values=None) -> RunConfig:
-    return parse_run_config(TRANSLATION_ARGUMENT_TYPES, argv, TRANSLATION_DEFAULTS, default_config, values)
+    run_config = parse_run_config(TRANSLATION_ARGUMENT_TYPES, argv, TRANSLATION_DEFAULTS, default_config, values)
+    problems = [text for bad, text in lora_setting_problems(
+        run_config.lora, bool(run_config.model.model_name_or_path), run_config.training.push_to_hub) if bad]
+    if problems:
+        raise ConfigError("Invalid settings:\n  " + "\n  ".join(problems))
+    return run_config
 
 
 def load_parallel_data(data: TranslationDataArguments, output_dir: str, seed: int, write_files: bool = True,
@@ -203,6 +209,11 @@ def run_translation(run_config: RunConfig) -> dict:
         tokenizer = build_tokenizer(model_args, run_config.tokenizer, raw, args, resuming=resume is not None,
                                     cache=cache)
     model = build_model(model_args, tokenizer, expected)
+    lora = run_config.lora or LoraArguments()  # a program that builds its own RunConfig may leave it out
+    if lora.use_peft:
+        model = add_lora(model, lora.lora_r, lora.lora_alpha, lora.lora_dropout, lora.lora_target_modules,
+                         task_type="SEQ_2_SEQ_LM")
+        args.label_names = args.label_names or ["labels"]  # a PeftModel's forward hides them from the Trainer
     # saved with the model, so `Translator` and transformers-only users put it before sources too
     record_source_prefix(model.config, data.source_prefix, data.source_lang, data.target_lang)
     record_run(run_config, data)
@@ -229,12 +240,13 @@ def run_translation(run_config: RunConfig) -> dict:
     # The final decoding settings become the model's defaults, saved in generation_config.json.
     generation = model.generation_config
     generation.num_beams, generation.length_penalty = data.num_beams, data.length_penalty
-    trainer.save_model()
+    save_model_or_adapters(trainer, lora)
     for split in ("validation", "test"):
         if split in tokenized:
             results[split] = evaluate_split(trainer, raw[split], tokenized[split], split, data, layout)
 
-    finish_run(trainer, train_output, results, started, push, run_info={"data_stages": stages.as_list()})
+    finish_run(trainer, train_output, results, started, push, run_info={"data_stages": stages.as_list()},
+               card=not lora.use_peft or lora.merge_lora)  # an adapter alone gets no card
     return results
 
 
