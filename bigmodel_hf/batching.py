@@ -30,8 +30,24 @@ logger = logging.getLogger(__name__)
 
 def make_seq2seq_collator(tokenizer, model=None, pad_to_multiple_of: int | None = None) -> DataCollatorForSeq2Seq:
     """Dynamic padding for translation; labels padded with -100 (ignored by the loss)."""
-    return DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100,
-                                  pad_to_multiple_of=pad_to_multiple_of, return_tensors="pt")
+    return Seq2SeqCollator(tokenizer, model=model, label_pad_token_id=-100, pad_to_multiple_of=pad_to_multiple_of,
+                           return_tensors="pt")
+
+
+class Seq2SeqCollator(DataCollatorForSeq2Seq):
+    """`DataCollatorForSeq2Seq` that also makes `decoder_input_ids` for models without
+    `prepare_decoder_input_ids_from_labels` (M2M100, NLLB): the Trainer takes the labels out of the batch
+    when it smooths them itself, and such a model would then have no decoder input at all."""
+
+    def __call__(self, features, return_tensors=None):
+        batch = super().__call__(features, return_tensors)
+        config = getattr(self.model, "config", None)
+        if "labels" in batch and "decoder_input_ids" not in batch and getattr(config, "is_encoder_decoder", False):
+            labels = batch["labels"]  # (batch, target length), -100 at padding
+            start = torch.full_like(labels[:, :1], config.decoder_start_token_id)
+            shifted = torch.cat([start, labels[:, :-1]], dim=1)
+            batch["decoder_input_ids"] = shifted.masked_fill(shifted == -100, config.pad_token_id)
+        return batch
 
 
 class LMBlockCollator:

@@ -2,6 +2,7 @@
 row's own language tokens, the first decoded token forced per direction, LoRA. Tiny random checkpoints
 built in `stock_checkpoints` (no downloads)."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,9 @@ from bigmodel_hf.training import ConfigError
 from bigmodel_hf.training.stock_multilingual import (
     checkpoint_code, forcing_first_token, stock_family, target_token_id, tokenize_by_direction,
 )
-from stock_checkpoints import FAMILIES, ROWS, build_checkpoint
+from bigmodel_hf.training.translation import parse_translation_config, run_translation
+from stock_checkpoints import FAMILIES, ROWS, build_checkpoint, write_rows
+from tiny_runs import flags
 
 PAIRS = parse_language_pairs("en-es,de-en")
 # what the encoder input starts with and the labels start with, per family, for each data code
@@ -87,3 +90,77 @@ def test_generation_is_forced_to_each_directions_target_token_and_restored(check
         assert generated[:, 0].tolist() == [model.config.decoder_start_token_id] * len(rows)
         assert generated[:, 1].tolist() == [target_token_id(tokenizer, target)] * len(rows)
     assert model.generation_config.forced_bos_token_id is None
+
+
+# ---------------------------------------------------------------- through the recipe
+
+
+def stock_run(checkpoint: Path, data: Path, output_dir: Path, **overrides) -> list[str]:
+    """A few steps of the translation recipe on a stock checkpoint: seconds, not a quality run."""
+    settings = dict(model_name_or_path=checkpoint, train_file=data, validation_file=data, clean_data="false",
+                    output_dir=output_dir, max_steps=6, warmup_steps=0, learning_rate=1e-2,
+                    per_device_train_batch_size=8, eval_strategy="no", save_strategy="no", num_beams=1,
+                    generation_max_length=12, max_source_length=32, max_target_length=32, num_sample_outputs=0,
+                    plot="false", seed=0, report_to="none")
+    return flags(**{**settings, **overrides})
+
+
+@pytest.fixture(scope="module")
+def l10n_file(tmp_path_factory) -> Path:
+    return write_rows(tmp_path_factory.mktemp("data") / "en_es_de.jsonl")
+
+
+@pytest.mark.parametrize("family", ["m2m100", "mbart50"])
+def test_one_pair_fine_tune_saves_the_direction_as_run_translation_does(checkpoints, l10n_file, tmp_path, family):
+    results = run_translation(parse_translation_config(stock_run(
+        checkpoints[family], l10n_file, tmp_path, source_lang="de", target_lang="es")))
+    assert results["training"]["steps"] == 6 and results["validation"]["num_samples"] == len(ROWS)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    model = AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
+    # transformers alone then translates de -> es: the source token by default, the target forced
+    assert model.generation_config.forced_bos_token_id == target_token_id(tokenizer, "es")
+    assert tokenizer.convert_ids_to_tokens(tokenizer("öffne")["input_ids"][0]) == OWN_CODES[family]["de"]
+    generated = model.generate(**tokenizer(["öffne die Datei"], return_tensors="pt"), max_new_tokens=3)
+    assert generated[0, 1] == target_token_id(tokenizer, "es")
+
+
+def test_lora_on_a_stock_checkpoint_trains_only_the_adapters(checkpoints, l10n_file, tmp_path):
+    peft = pytest.importorskip("peft")  # the [lora] extra, in the dev extras
+    base = AutoModelForSeq2SeqLM.from_pretrained(checkpoints["m2m100"])
+    results = run_translation(parse_translation_config(stock_run(
+        checkpoints["m2m100"], l10n_file, tmp_path, source_lang="en", target_lang="de", use_peft="true",
+        lora_r=4, lora_alpha=8, lora_dropout=0.0)))
+    assert results["training"]["steps"] == 6
+    saved = json.loads((tmp_path / "adapter_config.json").read_text())
+    assert saved["task_type"] == "SEQ_2_SEQ_LM"
+    # unset lora_target_modules: every attention projection of M2M100 (out_proj, not Llama's o_proj)
+    assert set(saved["target_modules"]) == {"q_proj", "k_proj", "v_proj", "out_proj"}
+    assert not (tmp_path / "model.safetensors").exists()
+    tuned = peft.AutoPeftModelForSeq2SeqLM.from_pretrained(tmp_path)
+    lora = {name: p for name, p in tuned.named_parameters() if "lora_" in name}
+    assert lora and any(p.abs().sum() > 0 for name, p in lora.items() if "lora_B" in name)  # B starts at zero
+    base_weights = base.state_dict()
+    for name, tensor in tuned.get_base_model().state_dict().items():
+        if "lora_" not in name:  # every weight of the checkpoint itself is as it was
+            key = name.replace(".base_layer", "")
+            torch.testing.assert_close(tensor, base_weights[key], rtol=0, atol=0, msg=name)
+    assert AutoTokenizer.from_pretrained(tmp_path).src_lang == "en"
+
+
+def test_the_collator_gives_m2m100_its_decoder_inputs_as_the_model_would_make_them(checkpoints):
+    from transformers.models.m2m_100.modeling_m2m_100 import shift_tokens_right
+
+    from bigmodel_hf.batching import make_seq2seq_collator
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoints["m2m100"])
+    model = AutoModelForSeq2SeqLM.from_pretrained(checkpoints["m2m100"])
+    assert not hasattr(model, "prepare_decoder_input_ids_from_labels")  # why the collator makes them
+    tokenized = tokenize_by_direction(routed_rows(), tokenizer)
+    batch = make_seq2seq_collator(tokenizer, model)([tokenized[i] for i in range(5)])
+    expected = shift_tokens_right(batch["labels"], model.config.pad_token_id, model.config.decoder_start_token_id)
+    assert torch.equal(batch["decoder_input_ids"], expected)
+    # so a Trainer that takes the labels out (label smoothing) still computes the same logits
+    with torch.no_grad():
+        with_labels = model(**batch).logits
+        without = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    torch.testing.assert_close(with_labels, without, rtol=0, atol=0)

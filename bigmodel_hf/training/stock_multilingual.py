@@ -96,14 +96,16 @@ def tokenizer_direction(tokenizer, source: str, target: str) -> Iterator[None]:
 
 
 def encode_by_direction(batch: dict, tokenizer, max_source_length: int | None = None,
-                        max_target_length: int | None = None) -> dict:
+                        max_target_length: int | None = None, direction: tuple[str, str] | None = None) -> dict:
     """Batched `datasets.map` body: rows with source, target, source_lang, target_lang -> input_ids,
     attention_mask, labels, in row order. Rows of one direction are tokenised together, with the tokenizer
-    set to that direction, so each row gets its own language tokens."""
-    groups: dict[tuple[str, str], list[int]] = {}
-    for row, direction in enumerate(zip(batch["source_lang"], batch["target_lang"])):
-        groups.setdefault(direction, []).append(row)
+    set to that direction, so each row gets its own language tokens. Rows without source_lang/target_lang
+    (a bilingual run's) are all of `direction`."""
     size = len(batch["source"])
+    languages = zip(batch["source_lang"], batch["target_lang"]) if "target_lang" in batch else [direction] * size
+    groups: dict[tuple[str, str], list[int]] = {}
+    for row, pair in enumerate(languages):
+        groups.setdefault(pair, []).append(row)
     out = {"input_ids": [None] * size, "attention_mask": [None] * size, "labels": [None] * size}
     for (source, target), rows in groups.items():
         with tokenizer_direction(tokenizer, source, target):
@@ -119,15 +121,24 @@ def encode_by_direction(batch: dict, tokenizer, max_source_length: int | None = 
 
 
 def tokenize_by_direction(dataset, tokenizer, *, max_source_length: int | None = None,
-                          max_target_length: int | None = None, num_proc: int | None = None, batch_size: int = 1000):
+                          max_target_length: int | None = None, num_proc: int | None = None, batch_size: int = 1000,
+                          direction: tuple[str, str] | None = None):
     """`tokenize_translation_dataset` for stock multilingual checkpoints: a Dataset or DatasetDict of routed
-    rows (see `languages.route_translations`) -> input_ids, attention_mask, labels (other columns dropped)."""
+    rows (see `languages.route_translations`), or of plain source/target rows all of `direction` (source,
+    target) -> input_ids, attention_mask, labels (other columns dropped)."""
     from datasets import DatasetDict
 
     columns = next(iter(dataset.values())).column_names if isinstance(dataset, DatasetDict) else dataset.column_names
     return dataset.map(encode_by_direction, batched=True, batch_size=batch_size, remove_columns=columns,
                        num_proc=num_proc, fn_kwargs=dict(tokenizer=tokenizer, max_source_length=max_source_length,
-                                                         max_target_length=max_target_length))
+                                                         max_target_length=max_target_length, direction=direction))
+
+
+def set_bilingual_direction(model, tokenizer, source: str, target: str) -> None:
+    """A one-pair fine-tune (`--source_lang`/`--target_lang`): the saved tokenizer encodes `source` by default
+    and the saved generation config forces `target`'s token, as transformers' run_translation.py leaves them."""
+    tokenizer.src_lang, tokenizer.tgt_lang = checkpoint_code(tokenizer, source), checkpoint_code(tokenizer, target)
+    model.generation_config.forced_bos_token_id = target_token_id(tokenizer, target)
 
 
 @contextmanager

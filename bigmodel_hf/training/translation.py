@@ -42,6 +42,7 @@ from .runs import (
     take_over_trainer_push, tokenizer_for_run,
 )
 from .setting_checks import ConfigError
+from .stock_multilingual import set_bilingual_direction, stock_family, tokenize_by_direction
 from .streamed_data import (
     StreamPositionCallback, check_streaming_settings, load_streamed_parallel_data, restore_position, training_stream,
     write_stream_report,
@@ -209,6 +210,8 @@ def run_translation(run_config: RunConfig) -> dict:
         tokenizer = build_tokenizer(model_args, run_config.tokenizer, raw, args, resuming=resume is not None,
                                     cache=cache)
     model = build_model(model_args, tokenizer, expected)
+    if stock_family(tokenizer):  # M2M100, NLLB, mBART-50: language tokens in the stream, first token forced
+        set_bilingual_direction(model, tokenizer, data.source_lang, data.target_lang)
     lora = run_config.lora or LoraArguments()  # a program that builds its own RunConfig may leave it out
     if lora.use_peft:
         model = add_lora(model, lora.lora_r, lora.lora_alpha, lora.lora_dropout, lora.lora_target_modules,
@@ -252,6 +255,11 @@ def run_translation(run_config: RunConfig) -> dict:
 
 def tokenize_parallel_data(raw, tokenizer, data, cache: DataCache | None = None):
     """`input_ids`/`attention_mask`/`labels` of every split (from `cache` when it holds them for this tokenizer)."""
+
+    if stock_family(tokenizer):  # each checkpoint family marks the languages its own way
+        return tokenize_by_direction(raw, tokenizer, max_source_length=data.max_source_length,
+                                     max_target_length=data.max_target_length, num_proc=data.preprocessing_num_workers,
+                                     direction=(data.source_lang, data.target_lang))
 
     def make():
         return tokenize_translation_dataset(raw, tokenizer, max_source_length=data.max_source_length,
