@@ -164,3 +164,39 @@ def test_the_collator_gives_m2m100_its_decoder_inputs_as_the_model_would_make_th
         with_labels = model(**batch).logits
         without = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
     torch.testing.assert_close(with_labels, without, rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------- bad inputs (docs/bad_inputs.md, MS rows)
+
+
+def recipe_exit(argv) -> str:
+    """What `recipes/translate.py` prints when it stops (its SystemExit message)."""
+    import runpy
+
+    main = runpy.run_path(str(Path(__file__).resolve().parents[1] / "recipes" / "translate.py"))["main"]
+    with pytest.raises(SystemExit) as stop:
+        main([str(item) for item in argv])
+    return str(stop.value.code)
+
+
+@pytest.mark.parametrize("row, overrides, expected", [
+    ("MS1", dict(target_lang="tlh"), "language 'tlh' is not one of this mBART-50 checkpoint's languages"),
+    ("MS2", dict(model_name_or_path="", use_peft="true"),
+     "Invalid settings: use_peft trains adapters on a pretrained checkpoint: give --model_name_or_path"),
+    ("MS3", dict(use_peft="true", lora_target_modules="o_proj"),
+     "lora_target_modules ['o_proj'] name no module of this MBartForConditionalGeneration; its linear layers"),
+    ("MS4", dict(bpe_dropout=0.1), "--bpe_dropout re-encodes text without the language tokens a mBART-50"),
+    ("MS5", dict(streaming="true"), "--streaming tokenises without the language tokens a mBART-50 checkpoint needs"),
+])
+def test_bad_inputs_for_stock_checkpoints_stop_with_one_line(checkpoints, l10n_file, tmp_path, row, overrides,
+                                                            expected):
+    if row == "MS1":  # data in a language the checkpoint lacks
+        l10n_file = write_rows(tmp_path / "tlh.jsonl", [{"en": r["en"], "tlh": r["de"]} for r in ROWS])
+    argv = stock_run(checkpoints["mbart50"], l10n_file, tmp_path / "out", **{"source_lang": "en",
+                                                                          "target_lang": "es", **overrides})
+    if overrides.get("model_name_or_path") == "":  # left out altogether
+        at = argv.index("--model_name_or_path")
+        del argv[at:at + 2]
+    message = recipe_exit(argv)
+    assert message.startswith("translate.py: ") and expected in message and "\n" not in message, message
+    assert not (tmp_path / "out" / "model.safetensors").exists() and not (tmp_path / "out" / "checkpoint-1").exists()

@@ -60,9 +60,9 @@ def checkpoint_code(tokenizer, code: str) -> str:
     mapped = code if code in known else DATA_CODES[family].get(code)
     if mapped not in known:
         raise ConfigError(
-            f"language_pairs: {code!r} is not a language of this {FAMILY_NAMES[family]} checkpoint "
-            f"({tokenizer.name_or_path or 'its tokenizer'}); it knows {', '.join(known)}: write the pair with "
-            "one of these codes")
+            f"language {code!r} is not one of this {FAMILY_NAMES[family]} checkpoint's languages "
+            f"({tokenizer.name_or_path or 'its tokenizer'}); it knows {', '.join(known)}: give the language "
+            "with one of these codes (--language_pairs, --source_lang/--target_lang)")
     return mapped
 
 
@@ -74,11 +74,19 @@ def target_token_id(tokenizer, code: str) -> int:
     return tokenizer.convert_tokens_to_ids(mapped)
 
 
-def check_directions(tokenizer, directions: Iterable) -> None:
-    """Every language of `directions` (pairs with .source/.target) has a code in the checkpoint; else one error."""
-    for direction in directions:
-        checkpoint_code(tokenizer, direction.source)
-        checkpoint_code(tokenizer, direction.target)
+def check_stock_settings(tokenizer, directions: Iterable[tuple[str, str]], data, tokenizer_args) -> None:
+    """Before the model loads: every language of `directions` ((source, target) codes) has a token in the
+    checkpoint, and no setting re-encodes text without the language tokens. One error otherwise."""
+    for source, target in directions:
+        checkpoint_code(tokenizer, source)
+        checkpoint_code(tokenizer, target)
+    name = FAMILY_NAMES[stock_family(tokenizer)]
+    if data.streaming:
+        raise ConfigError(f"--streaming tokenises without the language tokens a {name} checkpoint needs; leave "
+                          "out --streaming to fine-tune it")
+    if tokenizer_args.bpe_dropout:
+        raise ConfigError(f"--bpe_dropout re-encodes text without the language tokens a {name} checkpoint needs; "
+                          "leave it at 0 to fine-tune it")
 
 
 @contextmanager

@@ -42,7 +42,7 @@ from .runs import (
     take_over_trainer_push, tokenizer_for_run,
 )
 from .setting_checks import ConfigError
-from .stock_multilingual import set_bilingual_direction, stock_family, tokenize_by_direction
+from .stock_multilingual import check_stock_settings, set_bilingual_direction, stock_family, tokenize_by_direction
 from .streamed_data import (
     StreamPositionCallback, check_streaming_settings, load_streamed_parallel_data, restore_position, training_stream,
     write_stream_report,
@@ -62,7 +62,7 @@ def parse_translation_config(argv=None, default_config=None, values=None) -> Run
     problems = [text for bad, text in lora_setting_problems(
         run_config.lora, bool(run_config.model.model_name_or_path), run_config.training.push_to_hub) if bad]
     if problems:
-        raise ConfigError("Invalid settings:\n  " + "\n  ".join(problems))
+        raise ConfigError("Invalid settings: " + "; ".join(problems))
     return run_config
 
 
@@ -209,6 +209,8 @@ def run_translation(run_config: RunConfig) -> dict:
     with stages.stage("tokenizer", rows_in=len(raw["train"])):
         tokenizer = build_tokenizer(model_args, run_config.tokenizer, raw, args, resuming=resume is not None,
                                     cache=cache)
+    if stock_family(tokenizer):
+        check_stock_settings(tokenizer, [(data.source_lang, data.target_lang)], data, run_config.tokenizer)
     model = build_model(model_args, tokenizer, expected)
     if stock_family(tokenizer):  # M2M100, NLLB, mBART-50: language tokens in the stream, first token forced
         set_bilingual_direction(model, tokenizer, data.source_lang, data.target_lang)
