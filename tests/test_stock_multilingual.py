@@ -13,7 +13,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 from bigmodel_hf.languages import parse_language_pairs, route_translations
 from bigmodel_hf.training import ConfigError
 from bigmodel_hf.training.stock_multilingual import (
-    checkpoint_code, forcing_first_token, stock_family, target_token_id, tokenize_by_direction,
+    checkpoint_code, checkpoint_family, forcing_first_token, stock_family, target_token_id, tokenize_by_direction,
 )
 from bigmodel_hf.training.translation import parse_translation_config, run_translation
 from stock_checkpoints import FAMILIES, ROWS, build_checkpoint, write_rows
@@ -40,7 +40,7 @@ def routed_rows() -> Dataset:
 @pytest.mark.parametrize("family", FAMILIES)
 def test_each_row_carries_its_own_source_and_target_language_tokens(checkpoints, family):
     tokenizer = AutoTokenizer.from_pretrained(checkpoints[family])
-    assert stock_family(tokenizer) == family
+    assert stock_family(tokenizer) == checkpoint_family(str(checkpoints[family])) == family
     before = tokenizer.src_lang, tokenizer.tgt_lang
     routed = routed_rows()
     tokenized = tokenize_by_direction(routed, tokenizer, max_source_length=32, max_target_length=32)

@@ -45,6 +45,19 @@ def stock_family(tokenizer) -> str | None:
     return FAMILIES.get(type(tokenizer).__name__)
 
 
+def checkpoint_family(name: str | None, cache_dir: str | None = None) -> str | None:
+    """The family of the checkpoint (or tokenizer) `name`, read from its tokenizer_config.json before anything
+    loads; None for any other, or when it cannot be read (loading it then says why)."""
+    if not name:
+        return None
+    from transformers.models.auto.tokenization_auto import get_tokenizer_config
+
+    try:
+        return FAMILIES.get(get_tokenizer_config(name, cache_dir=cache_dir).get("tokenizer_class"))
+    except (OSError, ValueError):
+        return None
+
+
 def known_codes(tokenizer) -> list[str]:
     """The language codes the checkpoint's tokenizer has a token for, in its own spelling."""
     family = stock_family(tokenizer)
