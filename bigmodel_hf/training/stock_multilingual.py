@@ -143,13 +143,15 @@ def encode_by_direction(batch: dict, tokenizer, max_source_length: int | None = 
 
 def tokenize_by_direction(dataset, tokenizer, *, max_source_length: int | None = None,
                           max_target_length: int | None = None, num_proc: int | None = None, batch_size: int = 1000,
-                          direction: tuple[str, str] | None = None):
+                          direction: tuple[str, str] | None = None, keep_languages: bool = False):
     """`tokenize_translation_dataset` for stock multilingual checkpoints: a Dataset or DatasetDict of routed
     rows (see `languages.route_translations`), or of plain source/target rows all of `direction` (source,
-    target) -> input_ids, attention_mask, labels (other columns dropped)."""
+    target) -> input_ids, attention_mask, labels (other columns dropped; source_lang/target_lang kept with
+    `keep_languages`, for batching and evaluating by direction)."""
     from datasets import DatasetDict
 
     columns = next(iter(dataset.values())).column_names if isinstance(dataset, DatasetDict) else dataset.column_names
+    columns = [c for c in columns if not (keep_languages and c in ("source_lang", "target_lang"))]
     return dataset.map(encode_by_direction, batched=True, batch_size=batch_size, remove_columns=columns,
                        num_proc=num_proc, fn_kwargs=dict(tokenizer=tokenizer, max_source_length=max_source_length,
                                                          max_target_length=max_target_length, direction=direction))
