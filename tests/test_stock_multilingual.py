@@ -200,3 +200,33 @@ def test_bad_inputs_for_stock_checkpoints_stop_with_one_line(checkpoints, l10n_f
     message = recipe_exit(argv)
     assert message.startswith("translate.py: ") and expected in message and "\n" not in message, message
     assert not (tmp_path / "out" / "model.safetensors").exists() and not (tmp_path / "out" / "checkpoint-1").exists()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_two_pairs_in_one_run_each_decoded_from_its_own_target_token(checkpoints, l10n_file, tmp_path, family,
+                                                                      monkeypatch):
+    tokenizer = AutoTokenizer.from_pretrained(checkpoints[family])
+    source_token = {code: tokenizer.convert_tokens_to_ids(token) for code, token in OWN_CODES[family].items()}
+    target_of = {source_token["en"]: target_token_id(tokenizer, "es"), source_token["de"]: target_token_id(tokenizer, "en")}
+    model_class = type(AutoModelForSeq2SeqLM.from_pretrained(checkpoints[family]))
+    seen = []  # (source-language token of each input row, its first generated token), every generate() call
+    original = model_class.generate
+
+    def recording_generate(self, *args, **kwargs):
+        generated = original(self, *args, **kwargs)
+        inputs = kwargs["input_ids"] if "input_ids" in kwargs else args[0]
+        seen.extend(zip(inputs[:, 0].tolist(), generated[:, 1].tolist()))
+        return generated
+
+    monkeypatch.setattr(model_class, "generate", recording_generate)
+    results = run_translation(parse_translation_config(stock_run(
+        checkpoints[family], l10n_file, tmp_path, language_pairs="en-es,de-en", eval_strategy="steps",
+        eval_steps=3)))
+    validation = results["validation"]
+    assert set(validation["directions"]) == {"en-es", "de-en"}
+    assert all(validation["directions"][d]["num_samples"] == len(ROWS) for d in ("en-es", "de-en"))
+    # during training and at the end, each row decoded from its direction's target token
+    assert {source for source, _ in seen} == {source_token["en"], source_token["de"]}
+    assert all(first == target_of[source] for source, first in seen), seen
+    # the run trained two directions; the saved model forces none by default (the caller picks one)
+    assert AutoModelForSeq2SeqLM.from_pretrained(tmp_path).generation_config.forced_bos_token_id is None
