@@ -168,14 +168,19 @@ def eval_results_for_card(run: RunRecord) -> list[EvalResult]:
         label = _split_label(run, split, metrics.get("num_samples"))
         if run.task == "translation":
             pair = f"{run.run_config.get('source_lang', '?')}-{run.run_config.get('target_lang', '?')}"
-            task = dict(task_type="translation", task_name=f"Translation {pair}", dataset_split=label, **common)
-            results.append(EvalResult(**task, metric_type="bleu", metric_name="sacreBLEU",
-                                      metric_value=round(metrics["bleu"], 2),
-                                      metric_config=metrics.get("bleu_signature")))
-            if "chrf" in metrics:
-                results.append(EvalResult(**task, metric_type="chrf", metric_name="chrF",
-                                          metric_value=round(metrics["chrf"], 2),
-                                          metric_config=metrics.get("chrf_signature")))
+            # a multilingual run: one result per direction, keyed by the pair as written in --language_pairs (the
+            # Hub groups results by task type and dataset config/split, so the pair is the dataset config too)
+            directions = metrics.get("directions")
+            for pair, scores in (directions or {pair: metrics}).items():
+                task = dict(task_type="translation", task_name=f"Translation {pair}", dataset_split=label,
+                            **{**common, **({"dataset_config": pair} if directions else {})})
+                results.append(EvalResult(**task, metric_type="bleu", metric_name="sacreBLEU",
+                                          metric_value=round(scores["bleu"], 2),
+                                          metric_config=scores.get("bleu_signature")))
+                if "chrf" in scores:
+                    results.append(EvalResult(**task, metric_type="chrf", metric_name="chrF",
+                                              metric_value=round(scores["chrf"], 2),
+                                              metric_config=scores.get("chrf_signature")))
         else:
             task = dict(task_type="text-generation", task_name="Text generation", dataset_split=label, **common)
             results.append(EvalResult(**task, metric_type="perplexity", metric_name="Perplexity",
@@ -189,6 +194,9 @@ def card_metadata(run: RunRecord, model_name: str, license: str, base_model: str
     rc = run.run_config
     if language is None:
         language = [rc[k] for k in ("source_lang", "target_lang") if rc.get(k)] if run.task == "translation" else []
+        if run.task == "translation" and rc.get("language_pairs"):  # every language of a multilingual run
+            language = list(dict.fromkeys(code for pair in str(rc["language_pairs"]).split(",")
+                                          for code in pair.strip().split("-") if code))
     return ModelCardData(
         model_name=model_name,
         license=license,
