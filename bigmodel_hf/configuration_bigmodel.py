@@ -66,6 +66,9 @@ class BigModelConfig(PreTrainedConfig):
         dropout / attention_dropout / activation_dropout: residual, attention-probability and FFN dropout.
         initializer_range: std of the normal init of linear and embedding weights.
         tie_word_embeddings: share the input embeddings (source, target) and the output projection.
+        lang_to_id: a multilingual model's target-language tokens, {code: token id}; generation starts with
+            one of them (`generate(..., forced_bos_token_id=config.lang_to_id["de"])`).
+        language_pairs: the directions a multilingual model was trained on, as "source-target" strings.
     """
 
     model_type = "bigmodel"
@@ -106,6 +109,10 @@ class BigModelConfig(PreTrainedConfig):
     bos_token_id: int | None = 1
     eos_token_id: int | list[int] | None = 2
     decoder_start_token_id: int | None = None
+    # A multilingual model: {language code: id of its target-language token} and the directions trained
+    # ("en-de"). None = a bilingual model.
+    lang_to_id: dict[str, int] | None = None
+    language_pairs: list[str] | None = None
 
     def __post_init__(self, **kwargs):
         if self.num_key_value_heads is None:

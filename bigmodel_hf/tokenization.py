@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from .data.errors import DataError
@@ -78,24 +78,45 @@ def train_translation_tokenizer(
     model_max_length: int = 1024,
     save_dir: str | Path | None = None,
     added_special_tokens: Iterable[str] = (),
+    initial_alphabet: Iterable[str] = (),
+    placeholders: Iterable[str] = (),
 ) -> PreTrainedTokenizerFast:
-    """Train a joint source+target subword tokenizer (`model_type` "bpe" or "unigram")."""
+    """Train a joint source+target subword tokenizer (`model_type` "bpe" or "unigram").
+
+    `initial_alphabet`: characters kept in the vocabulary even if `texts` (a sample, say) lacks them.
+    `placeholders` (`%s`, `{0}`): each becomes one token, alone or after a space, never split; the spaces are
+    then marked by the normalizer (" " -> "▁") so a placeholder's token can hold the space before it. Without
+    placeholders the tokenizer is exactly the plain one (bilingual runs are unchanged).
+    """
+    placeholders = list(dict.fromkeys(placeholders))
+    # placeholder tokens (two spellings each) come out of the vocabulary budget
+    budget = vocab_size - 2 * len(placeholders)
     if model_type == "bpe":
         tokenizer = Tokenizer(models.BPE(unk_token=UNK_TOKEN))
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                      special_tokens=list(SPECIAL_TOKENS), show_progress=False)
+        trainer = trainers.BpeTrainer(vocab_size=budget, min_frequency=min_frequency,
+                                      special_tokens=list(SPECIAL_TOKENS), show_progress=False,
+                                      initial_alphabet=sorted(set(initial_alphabet)))
     elif model_type == "unigram":
         tokenizer = Tokenizer(models.Unigram())
-        trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
-                                          unk_token=UNK_TOKEN, show_progress=False)
+        trainer = trainers.UnigramTrainer(vocab_size=budget, special_tokens=list(SPECIAL_TOKENS),
+                                          unk_token=UNK_TOKEN, show_progress=False,
+                                          initial_alphabet=sorted(set(initial_alphabet)))
     else:
         raise ValueError(f"model_type must be 'bpe' or 'unigram', not {model_type!r}")
-    tokenizer.normalizer = normalizers.NFC()
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
-    tokenizer.decoder = decoders.Metaspace()
+    if placeholders:
+        tokenizer.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace(" ", "▁")])
+        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first")
+        tokenizer.decoder = decoders.Metaspace(prepend_scheme="first")
+    else:
+        tokenizer.normalizer = normalizers.NFC()
+        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+        tokenizer.decoder = decoders.Metaspace()
     tokenizer.train_from_iterator(_text_batches(texts, ("source", "target")), trainer=trainer)
     # Added after training, so a tag such as "<bt>" is one atomic token that no merge (or BPE-dropout) touches.
     tokenizer.add_special_tokens(list(added_special_tokens))
+    # Matched in the normalized text, before any merge: "%1$s" and " %1$s" are always one token each.
+    tokenizer.add_tokens([AddedToken(spelling, normalized=True, special=False)
+                          for text in placeholders for spelling in (text, "▁" + text)])
     logger.info("trained %s translation tokenizer: %d tokens", model_type, tokenizer.get_vocab_size())
     return _wrap(tokenizer, model_max_length, save_dir)
 

@@ -417,3 +417,29 @@ def _finish_splits(dd: DatasetDict, validation_size, test_size, seed: int, where
             raise DataError(f"{where}: split {split!r} is empty.")
     order = [s for s in ("train", "validation", "test") if s in dd]
     return DatasetDict({s: dd[s] for s in order})
+
+
+# --------------------------------------------------------------------------------------------------
+# Multilingual rows
+
+
+def load_translation_rows(path: str | os.PathLike) -> tuple[Dataset, list[str]]:
+    """A file of `{"translation": {code: text, ...}}` rows (.jsonl/.json/.parquet) with only that column kept,
+    and the language codes the column holds. Which pairs the rows serve is `languages.route_translations`'s."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise MissingDataFileError(f"{path}: no such file.")
+    fmt = _format_of(path, None, TRANSLATION_FORMATS)
+    if fmt not in ("json", "parquet"):
+        raise DataError(f"{path}: a multilingual file must be JSON Lines or Parquet with a 'translation' column "
+                        "({\"translation\": {\"en\": ..., \"de\": ...}}), not ." + fmt)
+    ds = _load_builder(path, fmt)
+    feature = ds.features.get("translation")
+    if isinstance(feature, datasets.Translation):
+        languages = list(feature.languages)
+    elif isinstance(feature, dict):
+        languages = list(feature)
+    else:
+        raise DataError(f"{path}: no 'translation' column of {{language: text}} (columns {ds.column_names}); "
+                        "write rows as {\"translation\": {\"en\": ..., \"de\": ...}}.")
+    return ds.select_columns(["translation"]), languages

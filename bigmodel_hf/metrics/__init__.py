@@ -23,9 +23,23 @@ def load_metric(name: str, **kwargs):
     return evaluate.load(str(METRIC_SCRIPTS[name]), **kwargs)
 
 
-def corpus_translation_scores(predictions: list[str], references: list) -> dict:
-    """BLEU and chrF of a corpus, with their sacreBLEU signatures (the numbers the recipes report)."""
-    bleu = load_metric("bleu").compute(predictions=predictions, references=references)
+def bleu_tokenization(target_lang: str | None) -> str:
+    """sacreBLEU's tokenizer for text in `target_lang`: Japanese and Chinese are written without spaces, so
+    BLEU splits them into words (`ja-mecab`, MeCab with the IPA dictionary) or characters (`zh`); every other
+    language (and an unknown one) gets the default `13a`."""
+    code = (target_lang or "").lower().replace("-", "_")
+    if code == "ja" or code.startswith("ja_"):
+        return "ja-mecab"
+    if code == "zh" or code.startswith("zh_"):
+        return "zh"
+    return "13a"
+
+
+def corpus_translation_scores(predictions: list[str], references: list, target_lang: str | None = None) -> dict:
+    """BLEU and chrF of a corpus, with their sacreBLEU signatures (the numbers the recipes report); BLEU
+    tokenised for `target_lang` (`bleu_tokenization`)."""
+    bleu = load_metric("bleu").compute(predictions=predictions, references=references,
+                                       tokenize=bleu_tokenization(target_lang))
     chrf = load_metric("chrf").compute(predictions=predictions, references=references)
     return {
         "bleu": bleu["score"],
@@ -37,6 +51,7 @@ def corpus_translation_scores(predictions: list[str], references: list) -> dict:
 
 __all__ = [
     "METRIC_SCRIPTS",
+    "bleu_tokenization",
     "corpus_translation_scores",
     "load_metric",
     "perplexity_from_eval_prediction",

@@ -85,9 +85,19 @@ class TokenizerArguments:
 class TranslationDataArguments:
     dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset name, or a local file/folder."})
     dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of the Hub dataset."})
-    train_file: str | None = field(default=None, metadata={"help": "Training pairs (.jsonl, .tsv, .csv, .parquet)."})
-    validation_file: str | None = field(default=None, metadata={"help": "Validation pairs."})
+    train_file: str | None = field(default=None, metadata={
+        "help": "Training pairs (.jsonl, .tsv, .csv, .parquet). With --language_pairs: several JSON Lines files of "
+                "`translation` rows, comma-separated in one string (a,b,c)."})
+    validation_file: str | None = field(default=None, metadata={
+        "help": "Validation pairs (with --language_pairs: several files, comma-separated)."})
     test_file: str | None = field(default=None, metadata={"help": "Test pairs."})
+    language_pairs: str | None = field(default=None, metadata={
+        "help": "Train one multilingual model: the directions, comma-separated source-target with the codes of the "
+                "data's `translation` keys (en-de,de-en,en-pt_BR). A row serves every listed pair whose two "
+                "languages it holds; each target language gets its own token. Replaces --source_lang/--target_lang."})
+    language_sampling_temperature: float | None = field(default=None, metadata={
+        "help": "With --language_pairs: draw the pairs' batches with p ~ (share of pairs) ** (1/T); 1 = as in the "
+                "data, larger = flatter. Unset: 5 with several pairs."})
     source_lang: str = field(default="en", metadata={"help": "Source language code."})
     target_lang: str = field(default="es", metadata={"help": "Target language code."})
     source_prefix: str | None = field(default=None, metadata={"help": "Text put before every source (T5 style)."})
@@ -98,7 +108,8 @@ class TranslationDataArguments:
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Cap on training pairs (debugging)."})
     max_eval_samples: int | None = field(
-        default=500, metadata={"help": "Validation pairs decoded at each evaluation during training (length-sorted)."}
+        default=500, metadata={"help": "Validation pairs decoded at each evaluation during training (length-sorted; "
+                                        "with --language_pairs, shared evenly among the directions)."}
     )
     max_predict_samples: int | None = field(default=None, metadata={"help": "Cap on pairs in the final evaluation."})
     num_beams: int = field(default=4, metadata={"help": "Beam size of the final validation/test decoding."})

@@ -26,8 +26,8 @@ class TranslationMetrics:
     signatures and decoded outputs too. Nothing is kept between calls.
     """
 
-    def __init__(self, tokenizer):
-        self.tokenizer = tokenizer
+    def __init__(self, tokenizer, target_lang: str | None = None):
+        self.tokenizer, self.target_lang = tokenizer, target_lang  # target_lang: how BLEU tokenises
 
     def decode(self, token_ids) -> list[str]:
         ids = np.asarray(token_ids)
@@ -37,7 +37,7 @@ class TranslationMetrics:
     def score(self, generated, label_ids) -> TranslationScores:
         generated = generated[0] if isinstance(generated, tuple) else generated
         predictions, references = self.decode(generated), self.decode(label_ids)
-        scores = corpus_translation_scores(predictions, references)
+        scores = corpus_translation_scores(predictions, references, self.target_lang)
         signatures = {"bleu": scores.pop("bleu_signature"), "chrf": scores.pop("chrf_signature")}
         ids = np.asarray(generated)
         special = [self.tokenizer.pad_token_id, self.tokenizer.bos_token_id, self.tokenizer.eos_token_id]

@@ -45,11 +45,7 @@ class TokenBudgetTrainerMixin:
         if not isinstance(dataset, datasets.Dataset):
             raise TypeError("max_tokens batching needs a datasets.Dataset train_dataset")
         args = self.args
-        sampler = TokenBudgetBatchSampler(
-            column_lengths(dataset, self.length_columns), self.max_tokens, max_sentences=self.max_sentences,
-            seed=args.data_seed if args.data_seed is not None else args.seed,
-            num_replicas=max(1, args.world_size), rank=args.process_index if args.world_size > 1 else 0,
-        )
+        sampler = self.train_batch_sampler(dataset)
         dataset = self._remove_unused_columns(dataset, description="Training")
         loader = DataLoader(
             dataset, batch_sampler=sampler, collate_fn=self.data_collator,
@@ -69,6 +65,15 @@ class TokenBudgetTrainerMixin:
             shard.num_processes, shard.process_index = 1, 0
         return loader
 
+    def train_batch_sampler(self, dataset):
+        """The token-budget batch sampler over `dataset` (all its columns still there); a subclass may draw
+        batches another way (`training.multilingual` samples language pairs)."""
+        args = self.args
+        return TokenBudgetBatchSampler(
+            column_lengths(dataset, self.length_columns), self.max_tokens, max_sentences=self.max_sentences,
+            seed=args.data_seed if args.data_seed is not None else args.seed,
+            num_replicas=max(1, args.world_size), rank=args.process_index if args.world_size > 1 else 0,
+        )
 
     def _streaming_dataloader(self) -> DataLoader:
         # The stream yields whole batches, already this process's share (see `streaming`): no sampler, no

@@ -5,6 +5,8 @@ function of the parsed arguments, so tests and other entry points can reuse them
 """
 
 import time
+from dataclasses import replace
+from functools import partial
 
 from datasets import DatasetDict
 
@@ -35,6 +37,12 @@ from .data_spec import resolve_data_spec, share_generated_data
 from .defaults import TRANSLATION_DEFAULTS
 from .evaluation import TranslationMetrics, length_sorted_subset
 from .lora import add_lora, lora_setting_problems, save_model_or_adapters
+from .multilingual import (
+    MultilingualTranslationTrainer, average_over_directions, check_multilingual_settings, column, direction_sizes,
+    evaluation_subset, language_special_tokens, multilingual_tokenizer_inputs, report_tokens_per_word, language_token_ids, load_multilingual_data, record_languages,
+    split_by_direction, temperature_of, tokenize_multilingual,
+)
+from ..languages import sampling_probabilities
 from .precision import short_sequence_bf16_attention
 from .rerun import completed_run
 from .runs import (
@@ -42,7 +50,10 @@ from .runs import (
     take_over_trainer_push, tokenizer_for_run,
 )
 from .setting_checks import ConfigError
-from .stock_multilingual import check_stock_settings, set_bilingual_direction, stock_family, tokenize_by_direction
+from .stock_multilingual import (
+    check_stock_settings, checkpoint_family, forced_bos_hook, set_bilingual_direction, stock_family,
+    tokenize_by_direction,
+)
 from .streamed_data import (
     StreamPositionCallback, check_streaming_settings, load_streamed_parallel_data, restore_position, training_stream,
     write_stream_report,
@@ -116,15 +127,16 @@ def _load_and_clean(data, output_dir, seed, write_files, stages) -> tuple:
 
 
 def build_tokenizer(model_args: ModelArguments, tok_args: TokenizerArguments, raw, training_args, resuming: bool,
-                    cache: DataCache | None = None):
+                    cache: DataCache | None = None, texts=None, **trainer_settings):
     """The checkpoint's (or `tokenizer_name`'s) tokenizer, or a joint one trained on the training split (taken
-    from `cache` when it holds one trained on the same pairs with the same settings)."""
+    from `cache` when it holds one trained on the same pairs with the same settings). `texts`: what to train
+    on instead of the training split; `trainer_settings`: more `train_translation_tokenizer` arguments."""
     added = [token.strip() for token in (tok_args.added_special_tokens or "").split(",") if token.strip()]
     settings = dict(vocab_size=tok_args.vocab_size, model_type=tok_args.tokenizer_type,
-                    min_frequency=tok_args.tokenizer_min_frequency, added_special_tokens=added)
+                    min_frequency=tok_args.tokenizer_min_frequency, added_special_tokens=added, **trainer_settings)
 
     def train_now(save_dir):
-        return train_translation_tokenizer(raw["train"], save_dir=save_dir, **settings)
+        return train_translation_tokenizer(raw["train"] if texts is None else texts, save_dir=save_dir, **settings)
 
     def train(save_dir):
         if cache is None:
@@ -188,6 +200,7 @@ def run_translation(run_config: RunConfig) -> dict:
     started = time.perf_counter()
     model_args, data, run, args = run_config.model, run_config.data, run_config.run, run_config.training
     expected = check_model_settings(model_args)
+    pairs = check_multilingual_settings(data, args)  # None: a bilingual run
     if data.streaming:
         check_streaming_settings(data, args, run_config.tokenizer)
     # run_config.yaml once the inputs have loaded; first, may this command continue what output_dir holds?
@@ -197,9 +210,13 @@ def run_translation(run_config: RunConfig) -> dict:
         return layout.read_eval_results()
     share_generated_data(data, "translation", args)
     stages = StageLog()
-    cache = None if data.streaming else DataCache.for_run(data, args.seed)
+    cache = None if data.streaming or pairs else DataCache.for_run(data, args.seed)
     with args.main_process_first(desc="loading data"):
-        if data.streaming:  # raw["train"]: only the tokenizer's sample; training reads the stream
+        if pairs:
+            with stages.stage("load and route language pairs") as record:
+                raw = load_multilingual_data(data, pairs, args.seed, args.output_dir if args.should_save else None)
+                record["rows_in"] = record["rows_out"] = sum(len(split) for split in raw.values())
+        elif data.streaming:  # raw["train"]: only the tokenizer's sample; training reads the stream
             with stages.stage("load evaluation splits and the stream's tokenizer sample") as record:
                 raw, stream, eval_hashes = load_streamed_parallel_data(data, args.seed)
                 record["rows_in"] = record["rows_out"] = sum(len(split) for split in raw.values())
@@ -207,13 +224,29 @@ def run_translation(run_config: RunConfig) -> dict:
             raw = load_parallel_data(data, args.output_dir, args.seed, write_files=args.should_save, stages=stages,
                                      cache=cache)
     with stages.stage("tokenizer", rows_in=len(raw["train"])):
-        tokenizer = build_tokenizer(model_args, run_config.tokenizer, raw, args, resuming=resume is not None,
-                                    cache=cache)
-    if stock_family(tokenizer):
-        check_stock_settings(tokenizer, [(data.source_lang, data.target_lang)], data, run_config.tokenizer)
+        tok_args, sample, extra = run_config.tokenizer, None, {}
+        # M2M100, NLLB, mBART-50 bring their own language tokens (and their own way of using them)
+        stock = checkpoint_family(model_args.tokenizer_name or model_args.model_name_or_path, model_args.cache_dir)
+        if pairs and not stock:  # a token per target language; a balanced sample, all characters, placeholders
+            tokens = [t for t in (tok_args.added_special_tokens or "").split(",") if t.strip()]
+            tok_args = replace(tok_args, added_special_tokens=",".join(tokens + language_special_tokens(pairs)))
+            sample, extra = multilingual_tokenizer_inputs(raw["train"], args.seed)
+        tokenizer = build_tokenizer(model_args, tok_args, raw, args, resuming=resume is not None, cache=cache,
+                                    texts=sample, **extra)
+    stock = stock_family(tokenizer)
+    if stock:
+        directions = [(p.source, p.target) for p in pairs] if pairs else [(data.source_lang, data.target_lang)]
+        check_stock_settings(tokenizer, directions, data, run_config.tokenizer)
     model = build_model(model_args, tokenizer, expected)
-    if stock_family(tokenizer):  # M2M100, NLLB, mBART-50: language tokens in the stream, first token forced
-        set_bilingual_direction(model, tokenizer, data.source_lang, data.target_lang)
+    forced_bos_for = None
+    if stock:  # language tokens in the stream; the first generated one forced per direction
+        forced_bos_for = forced_bos_hook(tokenizer)
+        if not pairs:
+            set_bilingual_direction(model, tokenizer, data.source_lang, data.target_lang)
+    elif pairs:
+        lang_to_id = language_token_ids(tokenizer, pairs)
+        record_languages(model, lang_to_id, pairs)
+        forced_bos_for = lang_to_id.__getitem__
     lora = run_config.lora or LoraArguments()  # a program that builds its own RunConfig may leave it out
     if lora.use_peft:
         model = add_lora(model, lora.lora_r, lora.lora_alpha, lora.lora_dropout, lora.lora_target_modules,
@@ -225,10 +258,34 @@ def run_translation(run_config: RunConfig) -> dict:
     to_tokenize = DatasetDict({split: ds for split, ds in raw.items() if split != "train"}) if data.streaming else raw
     with stages.stage("tokenize", rows_in=sum(len(split) for split in to_tokenize.values()),
                       workers=data.preprocessing_num_workers or 1):
-        tokenized = tokenize_parallel_data(to_tokenize, tokenizer, data, cache)
+        if pairs and stock:
+            tokenized = tokenize_by_direction(to_tokenize, tokenizer, max_source_length=data.max_source_length,
+                                              max_target_length=data.max_target_length, keep_languages=True,
+                                              num_proc=data.preprocessing_num_workers)
+        elif pairs:
+            tokenized = tokenize_multilingual(to_tokenize, tokenizer, data, forced_bos_for)
+        else:
+            tokenized = tokenize_parallel_data(to_tokenize, tokenizer, data, cache)
     push = take_over_trainer_push(args)  # pushed once at the end, with the card, instead of per checkpoint
     streamed = training_stream(stream, tokenizer, data, args, eval_hashes) if data.streaming else None
-    trainer = build_translation_trainer(run_config, model, tokenizer, raw, tokenized, train_dataset=streamed)
+    run_info: dict = {"data_stages": stages.as_list()}
+    if pairs:
+        run_info["tokens_per_word"] = report_tokens_per_word(tokenizer, raw)
+        sizes = direction_sizes(raw["train"])
+        temperature = temperature_of(data, pairs)
+        probabilities = sampling_probabilities(sizes, temperature) if data.max_tokens else None
+        run_info["language_sampling"] = {"temperature": temperature, "training_pairs": sizes,
+                                         "probabilities": probabilities}
+        print(f"language pairs: {sizes} training pairs; sampling at T={temperature}: {probabilities}")
+        trainer = build_translation_trainer(
+            run_config, model, tokenizer, raw, tokenized,
+            trainer_class=partial(MultilingualTranslationTrainer, forced_bos_for=forced_bos_for,
+                                  probabilities=probabilities),
+            eval_dataset=evaluation_subset(tokenized["validation"], data.max_eval_samples, length_sorted_subset),
+            generate_samples=per_direction_samples(tokenizer, raw["validation"], forced_bos_for,
+                                                   run_config.run.num_sample_outputs))
+    else:
+        trainer = build_translation_trainer(run_config, model, tokenizer, raw, tokenized, train_dataset=streamed)
     if streamed is not None:
         trainer.add_callback(StreamPositionCallback(streamed))
         if resume:
@@ -246,11 +303,19 @@ def run_translation(run_config: RunConfig) -> dict:
     generation = model.generation_config
     generation.num_beams, generation.length_penalty = data.num_beams, data.length_penalty
     save_model_or_adapters(trainer, lora)
+    if pairs and (mix := trainer.language_mix()) is not None:
+        run_info["language_mix"] = mix
+        print("language mix drawn (share of pairs / of tokens): " + ", ".join(
+            f"{pair} {m['share_examples']:.3f}/{m['share_tokens']:.3f}" for pair, m in mix.items()))
     for split in ("validation", "test"):
         if split in tokenized:
-            results[split] = evaluate_split(trainer, raw[split], tokenized[split], split, data, layout)
+            if pairs:
+                results[split] = evaluate_directions(trainer, raw[split], tokenized[split], split, data, layout,
+                                                     forced_bos_for)
+            else:
+                results[split] = evaluate_split(trainer, raw[split], tokenized[split], split, data, layout)
 
-    finish_run(trainer, train_output, results, started, push, run_info={"data_stages": stages.as_list()},
+    finish_run(trainer, train_output, results, started, push, run_info=run_info,
                card=not lora.use_peft or lora.merge_lora)  # an adapter alone gets no card
     return results
 
@@ -281,13 +346,16 @@ def set_evaluation_max_length(model, args, data) -> None:
 
 
 def build_translation_trainer(run_config: RunConfig, model, tokenizer, raw, tokenized,
-                              trainer_class=TranslationTrainer, train_dataset=None) -> TranslationTrainer:
+                              trainer_class=TranslationTrainer, train_dataset=None, eval_dataset=None,
+                              generate_samples=None) -> TranslationTrainer:
     """The Trainer: greedy validation on a capped length-sorted subset, samples, plot, early stopping.
-    `train_dataset`: batches to train on instead of `tokenized["train"]` (a `StreamingBatches`)."""
+    `train_dataset`: batches to train on instead of `tokenized["train"]` (a `StreamingBatches`);
+    `eval_dataset`: validation rows instead of that subset; `generate_samples`: (model, texts) -> outputs
+    for the sample outputs logged at each evaluation, with the texts as `.inputs`/`.references`."""
     data, run, args = run_config.data, run_config.run, run_config.training
     set_evaluation_max_length(model, args, data)
 
-    def generate_samples(model, texts):
+    def plain_samples(model, texts):
         return translate_texts(model, tokenizer, texts, max_new_tokens=max_new_tokens_of(model.generation_config))
 
     collator, keep_columns = make_seq2seq_collator(tokenizer, model), ()
@@ -297,25 +365,53 @@ def build_translation_trainer(run_config: RunConfig, model, tokenizer, raw, toke
         collator = SubwordDropoutCollator(collator, dropout_tokenizer(tokenizer, bpe_dropout),
                                           data.max_source_length, data.max_target_length)
         train_dataset, keep_columns = with_text_columns(train_dataset, raw["train"]), TEXT_COLUMNS
+    if eval_dataset is None:
+        eval_dataset = length_sorted_subset(tokenized["validation"], data.max_eval_samples)
+    inputs, references = raw["validation"]["source"], raw["validation"]["target"]
+    if generate_samples is not None:
+        inputs, references = generate_samples.inputs, generate_samples.references
     return trainer_class(
-        model=model, args=args, train_dataset=train_dataset,
-        eval_dataset=length_sorted_subset(tokenized["validation"], data.max_eval_samples),
+        model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
         data_collator=collator, processing_class=tokenizer, keep_columns=keep_columns,
-        compute_metrics=TranslationMetrics(tokenizer), max_tokens=data.max_tokens,
-        callbacks=build_callbacks(run, args, generate_samples, raw["validation"]["source"], raw["validation"]["target"]),
+        compute_metrics=TranslationMetrics(tokenizer, None if run_config.data.language_pairs else data.target_lang),
+        max_tokens=data.max_tokens,
+        callbacks=build_callbacks(run, args, generate_samples or plain_samples, inputs, references),
     )
 
 
-def evaluate_split(trainer, raw_split, tokenized_split, split, data, layout) -> dict:
-    """Beam-search decode a split (all processes), score it, write its translations (main process)."""
+class per_direction_samples:  # noqa: N801 - used like a function: (model, texts) -> outputs
+    """The sample outputs of a multilingual run: one validation row per direction (up to `count`), each
+    decoded from its own target-language token."""
+
+    def __init__(self, tokenizer, raw_validation, forced_bos_for, count: int):
+        firsts = {}
+        for index, (source, target) in enumerate(zip(column(raw_validation, "source_lang"),
+                                                     column(raw_validation, "target_lang"))):
+            firsts.setdefault((source, target), index)
+        rows = [raw_validation[i] for i in list(firsts.values())[:count]]
+        self.tokenizer, self.forced_bos_for = tokenizer, forced_bos_for
+        self.inputs, self.references = [row["source"] for row in rows], [row["target"] for row in rows]
+        self.targets = [row["target_lang"] for row in rows]
+
+    def __call__(self, model, texts):
+        return [translate_texts(model, self.tokenizer, [text], max_new_tokens=max_new_tokens_of(model.generation_config),
+                                forced_bos_token_id=self.forced_bos_for(target))[0]
+                for text, target in zip(texts, self.targets)]
+
+
+def evaluate_split(trainer, raw_split, tokenized_split, split, data, layout, target_lang=None, direction=None,
+                   **generate_kwargs) -> dict:
+    """Beam-search decode a split (all processes), score it, write its translations (main process).
+    A multilingual run calls it per `direction` ("en-de"), with its `target_lang` and forced first token."""
     raw_split, tokenized_split = capped(raw_split, data.max_predict_samples), capped(tokenized_split, data.max_predict_samples)
+    target_lang = target_lang or data.target_lang
     output = trainer.predict(
         tokenized_split, metric_key_prefix=split, num_beams=data.num_beams, length_penalty=data.length_penalty,
-        max_length=trainer.model.generation_config.max_length,
+        max_length=trainer.model.generation_config.max_length, **generate_kwargs,
     )
     scores = strip_metric_prefix(output.metrics, split)  # the loss
-    scored = TranslationMetrics(trainer.processing_class).score(output.predictions, output.label_ids)
-    copy_baseline = corpus_translation_scores(list(raw_split["source"]), list(raw_split["target"]))["bleu"]
+    scored = TranslationMetrics(trainer.processing_class, target_lang).score(output.predictions, output.label_ids)
+    copy_baseline = corpus_translation_scores(list(raw_split["source"]), list(raw_split["target"]), target_lang)["bleu"]
     result = {
         "bleu": scored.metrics["bleu"], "chrf": scored.metrics["chrf"],
         "bleu_signature": scored.signatures["bleu"], "chrf_signature": scored.signatures["chrf"],
@@ -324,12 +420,28 @@ def evaluate_split(trainer, raw_split, tokenized_split, split, data, layout) -> 
         "copy_source_bleu": copy_baseline,
     }
     if trainer.is_world_process_zero():
-        layout.write_predictions(split, data.target_lang, scored.predictions)
-        print(f"\n{split}: BLEU {result['bleu']:.2f}, chrF {result['chrf']:.2f} "
+        layout.write_predictions(split, direction or target_lang, scored.predictions)
+        print(f"\n{split}{' ' + direction if direction else ''}: BLEU {result['bleu']:.2f}, chrF {result['chrf']:.2f} "
               f"(copying the source: BLEU {copy_baseline:.2f}) on {len(tokenized_split)} pairs, beam {data.num_beams}")
         for source, hypothesis, reference in list(zip(raw_split["source"], scored.predictions, raw_split["target"]))[:5]:
             print(f"  > {source}\n  = {hypothesis}\n  ~ {reference}")
     return result
+
+
+def evaluate_directions(trainer, raw_split, tokenized_split, split, data, layout, forced_bos_for) -> dict:
+    """`evaluate_split` for each direction of a multilingual split, and the means: {"bleu", "chrf", "loss",
+    "gen_len": means over directions, "directions": {"en-de": its result}}."""
+    raw_parts, tokenized_parts = split_by_direction(raw_split), split_by_direction(tokenized_split)
+    per = {}
+    for direction, rows in raw_parts.items():
+        target = rows[0]["target_lang"]
+        per[direction] = evaluate_split(trainer, rows, tokenized_parts[direction], split, data, layout, target,
+                                        direction, forced_bos_token_id=forced_bos_for(target))
+    flat = {f"{split}_{d}_{name}": value for d, result in per.items() for name, value in result.items()}
+    means = strip_metric_prefix(average_over_directions(flat, split, list(per)), split)
+    if trainer.is_world_process_zero():
+        print(f"\n{split}: mean over {len(per)} directions: BLEU {means.get('bleu', 0):.2f}, chrF {means.get('chrf', 0):.2f}")
+    return {**means, "num_samples": sum(r["num_samples"] for r in per.values()), "directions": per}
 
 
 def keep_better_of_best_and_average(trainer, n: int) -> dict:
