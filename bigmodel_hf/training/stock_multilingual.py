@@ -4,8 +4,10 @@ These models write the language into the token stream: the encoder input starts 
 token, the labels with the target-language token, and generation forces that token as the first one
 (`forced_bos_token_id`). Their tokenizers hold one direction at a time (`src_lang`, `tgt_lang`), which is
 why transformers' `run_translation.py` fine-tunes one pair per run. Here each row's own direction sets
-them: a batch of rows is tokenised in groups of one direction, and evaluation forces each direction's
-target token in the generation config (what `generate()` reads in transformers 5).
+them: a batch of rows is tokenised in groups of one direction, and the per-direction evaluation of a
+multilingual run (`multilingual.MultilingualTranslationTrainer`) asks `forced_bos_hook` for each direction's
+first token, which it hands to `generate()` (transformers 5 reads it from the generation config or the call,
+never from the model config). A one-pair run saves its direction in the generation config.
 
 The data's codes (`en`, `pt_BR`, `zh_CN`) become each family's codes through `DATA_CODES`; a code the
 checkpoint itself uses (`ron_Latn` for NLLB) is taken as it is.
@@ -162,19 +164,6 @@ def set_bilingual_direction(model, tokenizer, source: str, target: str) -> None:
     and the saved generation config forces `target`'s token, as transformers' run_translation.py leaves them."""
     tokenizer.src_lang, tokenizer.tgt_lang = checkpoint_code(tokenizer, source), checkpoint_code(tokenizer, target)
     model.generation_config.forced_bos_token_id = target_token_id(tokenizer, target)
-
-
-@contextmanager
-def forcing_first_token(model, token_id: int | None) -> Iterator[None]:
-    """`generate()` of `model` (a PeftModel's base alike) starts every output with `token_id`, until the block
-    ends. Set in the generation config, which is what transformers 5 reads, and restored afterwards."""
-    generation = model.generation_config
-    before = generation.forced_bos_token_id
-    generation.forced_bos_token_id = token_id
-    try:
-        yield
-    finally:
-        generation.forced_bos_token_id = before
 
 
 def forced_bos_hook(tokenizer):
