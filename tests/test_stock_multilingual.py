@@ -206,7 +206,11 @@ def test_two_pairs_in_one_run_each_decoded_from_its_own_target_token(checkpoints
     results = run_translation(parse_translation_config(stock_run(
         checkpoints[family], l10n_file, tmp_path, language_pairs="en-es,de-en", eval_strategy="steps",
         eval_steps=3, load_best_model_at_end="false",
-        **(dict(use_peft="true", merge_lora="true", lora_r=4, lora_dropout=0.0) if lora else {}))))
+        **(dict(use_peft="true", merge_lora="true", lora_r=4, lora_dropout=0.0) if lora else {}),
+        **(dict(max_tokens=160) if family == "nllb" else {}))))  # NLLB: token-budget batches, pairs sampled at T=5
+    if family == "nllb":  # batches of one direction each, drawn from both
+        mix = json.loads((tmp_path / "run_info.json").read_text())["language_mix"]
+        assert set(mix) == {"en-es", "de-en"} and all(m["batches"] > 0 for m in mix.values())
     validation = results["validation"]
     assert set(validation["directions"]) == {"en-es", "de-en"}
     assert all(validation["directions"][d]["num_samples"] == len(ROWS) for d in ("en-es", "de-en"))
