@@ -250,3 +250,13 @@ def test_the_card_has_one_result_per_direction(tmp_path):
     assert {(name, s) for name, s, _ in found} == {("Translation en-es", split), ("Translation de-en", split),
                                                     ("Translation en-es", "test")}  # test: no directions, one pair
     assert metadata["language"] == ["en", "es", "de"]
+
+
+@pytest.mark.shared_data
+def test_the_tokenization_benchmark_runs_and_both_ways_agree():
+    if not (Path(__file__).resolve().parents[2] / "shared" / "data" / "l10n").is_dir():
+        pytest.skip("../shared/data/l10n is not here")
+    from benchmark_scripts import load_benchmark
+
+    results = load_benchmark("stock_tokenization").main(["--rows", "3"])  # asserts equal ids itself
+    assert [r["rows"] for r in results] == [36, 36]  # 3 messages x 6 sets x 2 directions
