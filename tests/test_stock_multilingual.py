@@ -253,9 +253,7 @@ def test_the_card_has_one_result_per_direction(tmp_path):
 
 
 @pytest.mark.shared_data
-def test_the_tokenization_benchmark_runs_and_both_ways_agree():
-    if not (Path(__file__).resolve().parents[2] / "shared" / "data" / "l10n").is_dir():
-        pytest.skip("../shared/data/l10n is not here")
+def test_the_tokenization_benchmark_runs_and_both_ways_agree(shared_data):
     from benchmark_scripts import load_benchmark
 
     results = load_benchmark("stock_tokenization").main(["--rows", "3"])  # asserts equal ids itself
