@@ -163,6 +163,7 @@ def recipe_exit(argv) -> str:
 
 @pytest.mark.parametrize("row, overrides, expected", [
     ("MS1", dict(target_lang="tlh"), "language 'tlh' is not one of this mBART-50 checkpoint's languages"),
+    ("MS1-pairs", dict(language_pairs="en-es,tlh-en"), "language 'tlh' is not one of this mBART-50 checkpoint's"),
     ("MS2", dict(model_name_or_path="", use_peft="true"),
      "Invalid settings: use_peft trains adapters on a pretrained checkpoint: give --model_name_or_path"),
     ("MS3", dict(use_peft="true", lora_target_modules="o_proj"),
@@ -172,8 +173,8 @@ def recipe_exit(argv) -> str:
 ])
 def test_bad_inputs_for_stock_checkpoints_stop_with_one_line(checkpoints, l10n_file, tmp_path, row, overrides,
                                                             expected):
-    if row == "MS1":  # data in a language the checkpoint lacks
-        l10n_file = write_rows(tmp_path / "tlh.jsonl", [{"en": r["en"], "tlh": r["de"]} for r in ROWS])
+    if row.startswith("MS1"):  # data in a language the checkpoint lacks
+        l10n_file = write_rows(tmp_path / "tlh.jsonl", [{"en": r["en"], "es": r["es"], "tlh": r["de"]} for r in ROWS])
     argv = stock_run(checkpoints["mbart50"], l10n_file, tmp_path / "out", **{"source_lang": "en",
                                                                           "target_lang": "es", **overrides})
     if overrides.get("model_name_or_path") == "":  # left out altogether
