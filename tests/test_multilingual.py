@@ -230,3 +230,25 @@ def test_the_checkpoint_holds_its_language_tokens_and_transformers_alone_drives_
     seen = json.loads(result.stdout.split("RESULT ")[-1])
     assert seen["lang_to_id"] == ids
     assert seen["starts"] == {code: [model.config.decoder_start_token_id, ids[code]] for code in ("de", "ja")}
+
+
+def test_a_sampling_temperature_without_token_budget_batches_is_one_error(files):
+    data, args = data_args(str(files["de"]), pairs="en-de,de-en", language_sampling_temperature=5, max_tokens=0)
+    with pytest.raises(ConfigError, match="give --max_tokens too"):
+        check_multilingual_settings(data, args)
+
+
+def test_labels_start_with_each_rows_target_language_token(files):
+    from bigmodel_hf.training.multilingual import language_token_ids, tokenize_multilingual
+
+    data, args = data_args(f"{files['de']},{files['ja']}", clean_data="false", max_target_length=6)
+    pairs = check_multilingual_settings(data, args)
+    raw = load_multilingual_data(data, pairs, seed=0, report_dir=None)
+    tokenizer = train_translation_tokenizer(raw["train"], vocab_size=200, min_frequency=1,
+                                            added_special_tokens=[language_token(c) for c in ("de", "en", "ja")])
+    ids = language_token_ids(tokenizer, pairs)
+    tokenized = tokenize_multilingual(raw, tokenizer, data, ids.__getitem__)
+    for row, target_lang in zip(tokenized["train"], raw["train"]["target_lang"][:]):
+        labels = row["labels"]
+        assert labels[0] == ids[target_lang] and labels[-1] == tokenizer.eos_token_id and len(labels) <= 6
+        assert row["input_ids"][0] not in ids.values()  # no source-language token: the encoder reads the plain source
