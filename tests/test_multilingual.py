@@ -252,3 +252,20 @@ def test_labels_start_with_each_rows_target_language_token(files):
         labels = row["labels"]
         assert labels[0] == ids[target_lang] and labels[-1] == tokenizer.eos_token_id and len(labels) <= 6
         assert row["input_ids"][0] not in ids.values()  # no source-language token: the encoder reads the plain source
+
+
+def test_the_card_has_one_model_index_result_per_direction(trained):
+    from bigmodel_hf.cards import build_model_card
+
+    output_dir, results = trained
+    card = build_model_card(output_dir)
+    index = card.data.eval_results
+    by_direction = {}
+    for result in index:
+        by_direction.setdefault(result.dataset_config, {})[result.metric_type] = result.metric_value
+    assert set(by_direction) == {"en-de", "de-en", "en-ja"}
+    for direction, metrics in by_direction.items():
+        assert metrics["bleu"] == round(results["validation"]["directions"][direction]["bleu"], 2)
+        assert metrics["chrf"] == round(results["validation"]["directions"][direction]["chrf"], 2)
+    assert {r.task_name for r in index} == {"Translation en-de", "Translation de-en", "Translation en-ja"}
+    assert set(card.data.language) == {"en", "de", "ja"}
