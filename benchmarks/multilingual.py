@@ -222,6 +222,8 @@ def score_multilingual(folder: Path, args, identifier: OffTarget) -> dict:
         out["language_mix"] = run_info.get("language_mix")
     for direction in trained:
         source, target = direction.split("-", 1)
+        if not {source, target} <= {"en", *args.languages}:
+            continue
         pairs = validation_pairs(source, target, args.languages)[: args.max_rows]
         started = time.process_time()
         outputs = translate(model, tokenizer, [s for s, _ in pairs], target, args.num_beams)
@@ -230,8 +232,10 @@ def score_multilingual(folder: Path, args, identifier: OffTarget) -> dict:
         print(f"multilingual {direction}: {out['directions'][direction]}", flush=True)
     for direction in args.zero_shot:
         source, target = direction.split("-", 1)
-        if source not in model.config.lang_to_id and f"{source}-en" not in trained or target not in model.config.lang_to_id:
+        if not {source, target} <= set(args.languages):
             continue
+        if target not in (model.config.lang_to_id or {}) or f"{source}-en" not in trained:
+            continue  # the model must write the target and have read the source
         pairs = validation_pairs(source, target, args.languages)[: args.zero_shot_rows]
         sources = [s for s, _ in pairs]
         direct = translate(model, tokenizer, sources, target, args.num_beams)
