@@ -2,10 +2,16 @@
 
     python benchmarks/multilingual.py train-bilingual --minutes 7.5 --cpu 0
     python benchmarks/multilingual.py train-multilingual --minutes 60 --cpu 1
+    pip install -e ".[benchmarks]"   # lingua-language-detector, for the off-target rate
+    python benchmarks/multilingual.py score        # -> <work_dir>/scores.json + benchmarks/results/multilingual.md
 
 Arms, on `../shared/data/l10n` (software messages, English -> es, de, fr, it, pt_BR, ru, ja, zh_CN):
 (a) `train-bilingual`: eight en->X models, one after the other, each `--minutes` of CPU time;
-(b) `train-multilingual`: one model on all sixteen directions en<->X for eight times that.
+(b) `train-multilingual`: one model on all sixteen directions en<->X for eight times that;
+`score`: every model decodes every row of each validation file of its directions (beam `--num_beams`), BLEU
+(ja-mecab for Japanese, zh for Chinese) and chrF per direction and their means; for (b) also zero-shot X->Y
+on validation rows that share their English text, direct and pivoted through English, and the off-target
+rate (outputs an offline language identifier does not find in the requested language).
 Both run the recipe as a user runs it (`python recipes/translate.py`, the same preset and defaults),
 one torch thread, training time counted in this process's CPU seconds (`--train_clock cpu`), so a shared
 machine changes how long the arms take, not how much computation each gets. `--cpu N` pins an arm to
@@ -21,6 +27,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # results_page
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "l10n"
@@ -86,6 +94,249 @@ def train_multilingual(args) -> None:
          "wall_minutes": seconds / 60, "flags": flags}, indent=2))
 
 
+# Zero-shot directions scored for (b): pairs of languages (none English) sharing a script family or not,
+# each with both directions somewhere in the list. 8 x --zero_shot_rows rows, decoded direct and pivoted.
+ZERO_SHOT = ["es-fr", "fr-es", "de-it", "it-de", "pt_BR-es", "ru-de", "ja-zh_CN", "zh_CN-ja"]
+MARKER = "<!-- notes below are kept when the page is regenerated -->"
+# lingua's names of our codes (its detector is built for these languages only)
+LINGUA = {"en": "ENGLISH", "es": "SPANISH", "de": "GERMAN", "fr": "FRENCH", "it": "ITALIAN", "pt_BR": "PORTUGUESE",
+          "ru": "RUSSIAN", "ja": "JAPANESE", "zh_CN": "CHINESE"}
+
+
+def read_rows(path: Path) -> list[dict]:
+    return [json.loads(line)["translation"] for line in path.read_text("utf-8").splitlines() if line.strip()]
+
+
+def validation_pairs(source: str, target: str, languages: list[str]) -> list[tuple[str, str]]:
+    """(source text, reference) of every validation row of the direction; for X->Y between two non-English
+    languages, the rows of en_X and en_Y whose English text is the same (first match of each English text)."""
+    if "en" in (source, target):
+        other = target if source == "en" else source
+        return [(row[source], row[target]) for row in read_rows(DATA / f"en_{other}" / "validation.jsonl")
+                if row.get(source) and row.get(target)]
+    of_target = {}
+    for row in read_rows(DATA / f"en_{target}" / "validation.jsonl"):
+        if row.get("en") and row.get(target):
+            of_target.setdefault(row["en"], row[target])
+    return [(row[source], of_target[row["en"]]) for row in read_rows(DATA / f"en_{source}" / "validation.jsonl")
+            if row.get(source) and row.get("en") in of_target]
+
+
+class OffTarget:
+    """Share of outputs not in the requested language, by lingua restricted to the benchmark's languages. Rows
+    whose reference lingua does not find in that language (a bare "%s: %s", a product name) are left out: the
+    identifier cannot judge them, so they would count as misses whatever the model wrote."""
+
+    def __init__(self, languages: list[str]):
+        from lingua import Language, LanguageDetectorBuilder
+
+        self.language = {code: getattr(Language, LINGUA[code]) for code in languages}
+        self.detector = LanguageDetectorBuilder.from_languages(*self.language.values()).build()
+
+    def rate(self, outputs: list[str], references: list[str], target: str) -> dict:
+        wanted = self.language[target]
+        judged = [output for output, reference in zip(outputs, references)
+                  if self.detector.detect_language_of(reference) == wanted]
+        off = sum(self.detector.detect_language_of(output) != wanted for output in judged)
+        return {"off_target": round(100 * off / len(judged), 2) if judged else None, "judged_rows": len(judged)}
+
+
+def scored(outputs: list[str], pairs: list[tuple[str, str]], target: str, identifier: OffTarget | None) -> dict:
+    from bigmodel_hf.metrics import corpus_translation_scores
+
+    references = [reference for _, reference in pairs]
+    scores = corpus_translation_scores(outputs, references, target)
+    result = {"rows": len(pairs), "bleu": round(scores["bleu"], 2), "chrf": round(scores["chrf"], 2),
+              "bleu_signature": scores["bleu_signature"]}
+    if identifier is not None:
+        result.update(identifier.rate(outputs, references, target))
+    return result
+
+
+def load_model(folder: Path):
+    from transformers import AutoTokenizer
+
+    from bigmodel_hf import BigModelForSeq2SeqLM
+
+    model = BigModelForSeq2SeqLM.from_pretrained(folder).eval()
+    return model, AutoTokenizer.from_pretrained(folder)
+
+
+def translate(model, tokenizer, texts: list[str], target: str | None, num_beams: int) -> list[str]:
+    """`texts` into `target` (a multilingual model starts from that language's token; a bilingual one has
+    only its own direction)."""
+    from bigmodel_hf.decoding import translate_texts
+
+    lang_to_id = getattr(model.config, "lang_to_id", None)
+    forced = {"forced_bos_token_id": lang_to_id[target]} if lang_to_id and target else {}
+    return translate_texts(model, tokenizer, texts, num_beams=num_beams, max_new_tokens=256, batch_size=32,
+                           max_source_length=256, **forced)
+
+
+def score_models(args) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    identifier = OffTarget(["en", *args.languages])
+    report: dict = {"num_beams": args.num_beams, "languages": args.languages, "bilingual": {}, "multilingual": {}}
+    for language in args.languages:
+        folder = args.work_dir / f"bilingual_en_{language}"
+        if not (folder / "config.json").is_file():
+            print(f"en-{language}: no bilingual model in {folder}; left out", flush=True)
+            continue
+        model, tokenizer = load_model(folder)
+        pairs = validation_pairs("en", language, args.languages)[: args.max_rows]
+        started = time.process_time()
+        outputs = translate(model, tokenizer, [s for s, _ in pairs], None, args.num_beams)
+        report["bilingual"][f"en-{language}"] = {**scored(outputs, pairs, language, identifier),
+                                                 "cpu_seconds": round(time.process_time() - started, 1),
+                                                 **arm_summary(folder)}
+        print(f"bilingual en-{language}: {report['bilingual'][f'en-{language}']}", flush=True)
+    folder = args.work_dir / "multilingual"
+    if (folder / "config.json").is_file():
+        report["multilingual"] = score_multilingual(folder, args, identifier)
+    return report
+
+
+def arm_summary(folder: Path) -> dict:
+    """What the run itself recorded: training steps and tokens, its CPU budget."""
+    out = {}
+    results = folder / "eval_results.json"
+    if results.is_file():
+        training = json.loads(results.read_text()).get("training", {})
+        out.update({key: training[key] for key in ("steps", "tokens") if key in training})
+    arm = folder / "benchmark_arm.json"
+    if arm.is_file():
+        out["cpu_minutes"] = json.loads(arm.read_text()).get("cpu_minutes")
+    return out
+
+
+def score_multilingual(folder: Path, args, identifier: OffTarget) -> dict:
+    model, tokenizer = load_model(folder)
+    trained = list(model.config.language_pairs or [])
+    out: dict = {"directions": {}, "zero_shot": {}, **arm_summary(folder)}
+    info = folder / "run_info.json"
+    if info.is_file():
+        run_info = json.loads(info.read_text())
+        out["tokens_per_word"] = run_info.get("tokens_per_word")
+        out["language_mix"] = run_info.get("language_mix")
+    for direction in trained:
+        source, target = direction.split("-", 1)
+        if not {source, target} <= {"en", *args.languages}:
+            continue
+        pairs = validation_pairs(source, target, args.languages)[: args.max_rows]
+        started = time.process_time()
+        outputs = translate(model, tokenizer, [s for s, _ in pairs], target, args.num_beams)
+        out["directions"][direction] = {**scored(outputs, pairs, target, identifier),
+                                        "cpu_seconds": round(time.process_time() - started, 1)}
+        print(f"multilingual {direction}: {out['directions'][direction]}", flush=True)
+    for direction in args.zero_shot:
+        source, target = direction.split("-", 1)
+        if not {source, target} <= set(args.languages):
+            continue
+        if target not in (model.config.lang_to_id or {}) or f"{source}-en" not in trained:
+            continue  # the model must write the target and have read the source
+        pairs = validation_pairs(source, target, args.languages)[: args.zero_shot_rows]
+        sources = [s for s, _ in pairs]
+        direct = translate(model, tokenizer, sources, target, args.num_beams)
+        # through English: two calls of the same model (source -> en, en -> target)
+        english = translate(model, tokenizer, sources, "en", args.num_beams)
+        pivot = translate(model, tokenizer, english, target, args.num_beams)
+        out["zero_shot"][direction] = {"direct": scored(direct, pairs, target, identifier),
+                                       "pivot": scored(pivot, pairs, target, identifier)}
+        print(f"zero-shot {direction}: {out['zero_shot'][direction]}", flush=True)
+    return out
+
+
+def mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(sum(values) / len(values), 2) if values else None
+
+
+def page(report: dict) -> str:
+    """The results page, from `score`'s JSON alone."""
+    bilingual, multilingual = report["bilingual"], report["multilingual"]
+    directions = multilingual.get("directions", {})
+    lines = ["# One multilingual model vs eight bilingual ones (issue 20)", "",
+             "Written by `benchmarks/multilingual.py score` from `multilingual.json` beside this page. Data: "
+             "`shared/data/l10n` (software messages). Same preset (`vaswani-small`), `--max_tokens 2048`, one torch "
+             "thread, training time counted in CPU seconds (`--train_clock cpu`): (a) eight en->X models, "
+             f"{bilingual and next(iter(bilingual.values())).get('cpu_minutes')} CPU minutes each; (b) one model "
+             f"on {len(directions)} directions, {multilingual.get('cpu_minutes')} CPU minutes. Scored on every row of "
+             f"each validation file, beam {report['num_beams']}; BLEU tokenised `ja-mecab` for ja, `zh` for zh_CN, "
+             "`13a` otherwise. Off-target: share of outputs lingua does not identify as the requested language, "
+             "among the rows whose reference it does identify as that language.", "",
+             "## Supervised directions", "",
+             "| direction | rows | (a) BLEU | (a) chrF | (b) BLEU | (b) chrF | (b) - (a) BLEU | (b) off-target % |",
+             "|---|---|---|---|---|---|---|---|"]
+    into = [d for d in directions if d.startswith("en-")] or [f"en-{code}" for code in report["languages"]]
+    for direction in into:
+        a, b = bilingual.get(direction, {}), directions.get(direction, {})
+        delta = round(b["bleu"] - a["bleu"], 2) if "bleu" in a and "bleu" in b else None
+        lines.append(f"| {direction} | {b.get('rows', a.get('rows'))} | {a.get('bleu')} | {a.get('chrf')} | "
+                     f"{b.get('bleu')} | {b.get('chrf')} | {delta} | {b.get('off_target')} |")
+    mean_a = mean(bilingual.get(d, {}).get("bleu") for d in into)
+    mean_b = mean(directions.get(d, {}).get("bleu") for d in into)
+    lines.append(f"| **mean en->X** | | {mean_a} | {mean(bilingual.get(d, {}).get('chrf') for d in into)} | {mean_b} | "
+                 f"{mean(directions.get(d, {}).get('chrf') for d in into)} | "
+                 f"{round(mean_b - mean_a, 2) if mean_a is not None and mean_b is not None else None} | |")
+    back = [d for d in directions if d.endswith("-en")]
+    if back:
+        lines += ["", "| direction (b only) | rows | BLEU | chrF | off-target % |", "|---|---|---|---|---|"]
+        lines += [f"| {d} | {directions[d]['rows']} | {directions[d]['bleu']} | {directions[d]['chrf']} | "
+                  f"{directions[d].get('off_target')} |" for d in back]
+        lines.append(f"| **mean X->en** | | {mean(directions[d]['bleu'] for d in back)} | "
+                     f"{mean(directions[d]['chrf'] for d in back)} | |")
+    zero = multilingual.get("zero_shot", {})
+    if zero:
+        lines += ["", "## Zero-shot X->Y (rows of en_X and en_Y validation sharing their English text)", "",
+                  "| direction | rows | direct BLEU | direct chrF | direct off-target % | pivot (via en) BLEU | "
+                  "pivot chrF | pivot off-target % |", "|---|---|---|---|---|---|---|---|"]
+        for d, r in zero.items():
+            lines.append(f"| {d} | {r['direct']['rows']} | {r['direct']['bleu']} | {r['direct']['chrf']} | "
+                         f"{r['direct'].get('off_target')} | {r['pivot']['bleu']} | {r['pivot']['chrf']} | "
+                         f"{r['pivot'].get('off_target')} |")
+        lines.append(f"| **mean** | | {mean(r['direct']['bleu'] for r in zero.values())} | "
+                     f"{mean(r['direct']['chrf'] for r in zero.values())} | "
+                     f"{mean(r['direct'].get('off_target') for r in zero.values())} | "
+                     f"{mean(r['pivot']['bleu'] for r in zero.values())} | {mean(r['pivot']['chrf'] for r in zero.values())} | "
+                     f"{mean(r['pivot'].get('off_target') for r in zero.values())} |")
+    pt = "en-pt_BR"
+    pt_gain = (round(directions[pt]["bleu"] - bilingual[pt]["bleu"], 2)
+               if pt in directions and pt in bilingual else None)
+    off = mean(r["direct"].get("off_target") for r in zero.values()) if zero else None
+
+    def verdict(ok):
+        return "not measured" if ok is None else ("met" if ok else "**missed**")
+
+    lines += ["", "## Targets", "",
+              f"- (b)'s mean en->X BLEU >= (a)'s: {mean_b} vs {mean_a}: "
+              f"{verdict(None if mean_a is None or mean_b is None else mean_b >= mean_a)}",
+              f"- en-pt_BR (smallest) at least +2 BLEU over its bilingual model: {pt_gain}: "
+              f"{verdict(None if pt_gain is None else pt_gain >= 2)}",
+              f"- zero-shot off-target rate under 5% direct: {off}%: {verdict(None if off is None else off < 5)}"]
+    if multilingual.get("tokens_per_word"):
+        lines += ["", "## Tokenizer of (b): tokens per word (per character for ja, zh_CN), validation text", "",
+                  "| language | tokens per unit |", "|---|---|"]
+        lines += [f"| {code} | {next(v for k, v in n.items() if k.startswith('tokens_per'))} |"
+                  for code, n in multilingual["tokens_per_word"].items()]
+    if multilingual.get("language_mix"):
+        lines += ["", "## Mix (b) trained on (drawn at T=5 vs the data's proportions)", "",
+                  "| direction | sampling probability | share of pairs drawn | share of tokens drawn |", "|---|---|---|---|"]
+        lines += [f"| {d} | {m['probability']} | {m['share_examples']} | {m['share_tokens']} |"
+                  for d, m in multilingual["language_mix"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(report: dict, json_path: Path, page_path: Path) -> None:
+    from results_page import write_keeping_notes
+
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    write_keeping_notes(page_path, page(report), MARKER)
+    print(f"wrote {json_path} and {page_path}", flush=True)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="phase", required=True)
@@ -103,7 +354,17 @@ def main(argv=None) -> None:
     multilingual.add_argument("--vocab_size", type=int, default=16000)
     multilingual.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
                               help="further recipe flags, after everything else (smoke runs: --extra --max_steps 5)")
-    for phase in (bilingual, multilingual):
+    score = sub.add_parser("score", help="score every model of both arms on the full validation sets")
+    score.add_argument("--languages", nargs="+", default=LANGUAGES)
+    score.add_argument("--num_beams", type=int, default=4)
+    score.add_argument("--max_rows", type=int, default=None, help="cap on rows per direction (smoke runs only)")
+    score.add_argument("--zero_shot", nargs="*", default=ZERO_SHOT, help="X-Y directions scored zero-shot for (b)")
+    score.add_argument("--zero_shot_rows", type=int, default=300, help="rows per zero-shot direction")
+    score.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "multilingual.md",
+                       help="the page; the JSON goes beside it (multilingual.json)")
+    page_only = sub.add_parser("page", help="rewrite the page from the JSON of an earlier `score`")
+    page_only.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "multilingual.md")
+    for phase in (bilingual, multilingual, score, page_only):
         phase.add_argument("--work_dir", type=Path, default=ROOT / "outputs" / "benchmark_multilingual")
         phase.add_argument("--cpu", type=int, default=None, help="pin the arm to this core (taskset)")
     args = parser.parse_args(argv)
@@ -112,6 +373,12 @@ def main(argv=None) -> None:
         train_bilingual(args)
     elif args.phase == "train-multilingual":
         train_multilingual(args)
+    elif args.phase == "score":
+        report = score_models(args)
+        write_results(report, args.results.with_suffix(".json"), args.results)
+    elif args.phase == "page":
+        report = json.loads(args.results.with_suffix(".json").read_text())
+        write_results(report, args.results.with_suffix(".json"), args.results)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from .data.cleaning import REPORT_NAME as CLEANING_REPORT
 from .data.jsonl import read_json_lines
 from .generated_data import GENERATED_DATASETS
+from .languages import languages_of, parse_language_pairs
 from .pretrained import HUB_ID, read_run_config, safetensors_shapes, weight_files
 from .redaction import local_path_prefixes, redact_local_paths
 from .output_layout import OutputLayout
@@ -130,7 +131,9 @@ def dataset_names(run: RunRecord) -> tuple[str | None, str]:
         return None, name
     if name:
         return hub_id_or_none(name), display_name(name)
-    files = [Path(rc[key]).name for key in ("train_file", "validation_file", "test_file") if rc.get(key)]
+    # several files of a multilingual run come comma-separated in one setting
+    files = list(dict.fromkeys(Path(part.strip()).name for key in ("train_file", "validation_file", "test_file")
+                               if rc.get(key) for part in str(rc[key]).split(",") if part.strip()))
     return None, " / ".join(files) if files else "unknown data"
 
 
@@ -164,27 +167,26 @@ def eval_results_for_card(run: RunRecord) -> list[EvalResult]:
     common = dict(dataset_type=hub_id or name, dataset_name=name,
                   dataset_config=run.run_config.get("dataset_config_name"))
     results = []
-    for split, metrics in scored_splits(run):
-        label = _split_label(run, split, metrics.get("num_samples"))
+    for split, totals in scored_splits(run):
+        label = _split_label(run, split, totals.get("num_samples"))
         if run.task == "translation":
             pair = f"{run.run_config.get('source_lang', '?')}-{run.run_config.get('target_lang', '?')}"
-            # a multilingual run: one result per direction, keyed by the pair as written in --language_pairs (the
-            # Hub groups results by task type and dataset config/split, so the pair is the dataset config too)
-            directions = metrics.get("directions")
-            for pair, scores in (directions or {pair: metrics}).items():
-                task = dict(task_type="translation", task_name=f"Translation {pair}", dataset_split=label,
-                            **{**common, **({"dataset_config": pair} if directions else {})})
+            # a multilingual run: one result per direction, named by the pair as --language_pairs wrote it
+            for pair, metrics in (totals["directions"].items() if "directions" in totals else [(pair, totals)]):
+                task = dict(task_type="translation", task_name=f"Translation {pair}", dataset_split=label, **common)
+                if "directions" in totals:  # the model-index groups results by dataset: a direction is a config
+                    task["dataset_config"] = pair
                 results.append(EvalResult(**task, metric_type="bleu", metric_name="sacreBLEU",
-                                          metric_value=round(scores["bleu"], 2),
-                                          metric_config=scores.get("bleu_signature")))
-                if "chrf" in scores:
+                                          metric_value=round(metrics["bleu"], 2),
+                                          metric_config=metrics.get("bleu_signature")))
+                if "chrf" in metrics:
                     results.append(EvalResult(**task, metric_type="chrf", metric_name="chrF",
-                                              metric_value=round(scores["chrf"], 2),
-                                              metric_config=scores.get("chrf_signature")))
+                                              metric_value=round(metrics["chrf"], 2),
+                                              metric_config=metrics.get("chrf_signature")))
         else:
             task = dict(task_type="text-generation", task_name="Text generation", dataset_split=label, **common)
             results.append(EvalResult(**task, metric_type="perplexity", metric_name="Perplexity",
-                                      metric_value=round(metrics["perplexity"], 3)))
+                                      metric_value=round(totals["perplexity"], 3)))
     return results
 
 
@@ -192,11 +194,10 @@ def card_metadata(run: RunRecord, model_name: str, license: str, base_model: str
                   language: list[str] | None = None) -> ModelCardData:
     hub_dataset, _ = dataset_names(run)
     rc = run.run_config
+    if language is None and rc.get("language_pairs"):
+        language = languages_of(parse_language_pairs(rc["language_pairs"]))
     if language is None:
         language = [rc[k] for k in ("source_lang", "target_lang") if rc.get(k)] if run.task == "translation" else []
-        if run.task == "translation" and rc.get("language_pairs"):  # every language of a multilingual run
-            language = list(dict.fromkeys(code for pair in str(rc["language_pairs"]).split(",")
-                                          for code in pair.strip().split("-") if code))
     return ModelCardData(
         model_name=model_name,
         license=license,
@@ -333,17 +334,20 @@ def describe_results(run: RunRecord) -> dict:
     for split, m in scored_splits(run):
         label = _split_label(run, split, m.get("num_samples"))
         if run.task == "translation":
-            rows.append({"split": label, "pairs": m.get("num_samples", "?"), "bleu": f"{m['bleu']:.2f}",
-                         "chrf": f"{m['chrf']:.2f}" if "chrf" in m else "-",
-                         "copy_source_bleu": f"{m['copy_source_bleu']:.2f}" if "copy_source_bleu" in m else "-",
-                         "beam": m.get("num_beams", "?")})
+            parts = [(f"{label} {pair}", part) for pair, part in m["directions"].items()] if "directions" in m else []
+            for name, part in [*parts, (label + (" (mean of directions)" if parts else ""), m)]:
+                rows.append({"split": name, "pairs": part.get("num_samples", "?"), "bleu": f"{part['bleu']:.2f}",
+                             "chrf": f"{part['chrf']:.2f}" if "chrf" in part else "-",
+                             "copy_source_bleu": f"{part['copy_source_bleu']:.2f}" if "copy_source_bleu" in part else "-",
+                             "beam": part.get("num_beams", next(iter(m.get("directions", {}).values()), {}).get("num_beams", "?"))})
         else:
             loss, tokens = m.get("nll", m.get("loss")), m.get("tokens")
             rows.append({"split": label, "perplexity": f"{m['perplexity']:.3f}",
                          "loss": f"{loss:.4f}" if loss is not None else "-",
                          "tokens": f"{tokens:,}" if isinstance(tokens, int) else "?"})
     for key, label in (("bleu_signature", "BLEU"), ("chrf_signature", "chrF")):
-        signatures = sorted({m[key] for _, m in scored_splits(run) if m.get(key)})
+        signatures = sorted({part[key] for _, m in scored_splits(run) for part in [m, *m.get("directions", {}).values()]
+                             if part.get(key)})
         notes += [f"sacreBLEU {label} signature: `{s}`" for s in signatures]
     splits = [split for split, _ in scored_splits(run)]
     if run.run_config.get("load_best_model_at_end") and "validation" in splits:
@@ -403,6 +407,10 @@ def example_inputs(run: RunRecord) -> list[str]:
 
 def language_description(run: RunRecord) -> str:
     rc = run.run_config
+    if run.task == "translation" and rc.get("language_pairs"):
+        pairs = parse_language_pairs(rc["language_pairs"])
+        return f"{len(pairs)} directions: " + ", ".join(
+            f"{LANGUAGE_NAMES.get(p.source, p.source)} → {LANGUAGE_NAMES.get(p.target, p.target)}" for p in pairs)
     if run.task == "translation":
         src, tgt = (rc.get(k, "?") for k in ("source_lang", "target_lang"))
         return f"{LANGUAGE_NAMES.get(src, src)} → {LANGUAGE_NAMES.get(tgt, tgt)}"

@@ -230,3 +230,79 @@ def test_the_checkpoint_holds_its_language_tokens_and_transformers_alone_drives_
     seen = json.loads(result.stdout.split("RESULT ")[-1])
     assert seen["lang_to_id"] == ids
     assert seen["starts"] == {code: [model.config.decoder_start_token_id, ids[code]] for code in ("de", "ja")}
+
+
+def test_a_sampling_temperature_without_token_budget_batches_is_one_error(files):
+    data, args = data_args(str(files["de"]), pairs="en-de,de-en", language_sampling_temperature=5, max_tokens=0)
+    with pytest.raises(ConfigError, match="give --max_tokens too"):
+        check_multilingual_settings(data, args)
+
+
+def test_labels_start_with_each_rows_target_language_token(files):
+    from bigmodel_hf.training.multilingual import language_token_ids, tokenize_multilingual
+
+    data, args = data_args(f"{files['de']},{files['ja']}", clean_data="false", max_target_length=6)
+    pairs = check_multilingual_settings(data, args)
+    raw = load_multilingual_data(data, pairs, seed=0, report_dir=None)
+    tokenizer = train_translation_tokenizer(raw["train"], vocab_size=200, min_frequency=1,
+                                            added_special_tokens=[language_token(c) for c in ("de", "en", "ja")])
+    ids = language_token_ids(tokenizer, pairs)
+    tokenized = tokenize_multilingual(raw, tokenizer, data, ids.__getitem__)
+    for row, target_lang in zip(tokenized["train"], raw["train"]["target_lang"][:]):
+        labels = row["labels"]
+        assert labels[0] == ids[target_lang] and labels[-1] == tokenizer.eos_token_id and len(labels) <= 6
+        assert row["input_ids"][0] not in ids.values()  # no source-language token: the encoder reads the plain source
+
+
+def test_the_card_has_one_model_index_result_per_direction(trained):
+    from bigmodel_hf.cards import build_model_card
+
+    output_dir, results = trained
+    card = build_model_card(output_dir)
+    index = card.data.eval_results
+    by_direction = {}
+    for result in index:
+        by_direction.setdefault(result.dataset_config, {})[result.metric_type] = result.metric_value
+    assert set(by_direction) == {"en-de", "de-en", "en-ja"}
+    for direction, metrics in by_direction.items():
+        assert metrics["bleu"] == round(results["validation"]["directions"][direction]["bleu"], 2)
+        assert metrics["chrf"] == round(results["validation"]["directions"][direction]["chrf"], 2)
+    assert {r.task_name for r in index} == {"Translation en-de", "Translation de-en", "Translation en-ja"}
+    assert set(card.data.language) == {"en", "de", "ja"}
+
+
+def test_the_benchmark_scores_a_multilingual_model_per_direction_zero_shot_and_off_target(trained, shared_data, tmp_path):
+    """benchmarks/multilingual.py's scoring on the tiny model: supervised directions, zero-shot de->ja direct and
+    through English, off-target rates, and the results page written from the JSON alone."""
+    pytest.importorskip("lingua")
+    from argparse import Namespace
+
+    from benchmark_scripts import load_benchmark
+
+    bench = load_benchmark("multilingual")
+    joined = bench.validation_pairs("de", "ja", ["de", "ja"])
+    de_rows, ja_rows = {}, {}  # English text -> its first translation in each file
+    for rows, language in ((de_rows, "de"), (ja_rows, "ja")):
+        for row in bench.read_rows(bench.DATA / f"en_{language}" / "validation.jsonl"):
+            rows.setdefault(row["en"], row[language])
+    shared = set(de_rows) & set(ja_rows)
+    assert len(joined) >= len(shared) > 50  # the l10n splits hash the English text: shared messages line up
+    assert {(de_rows[en], ja_rows[en]) for en in shared} <= set(joined)
+    identifier = bench.OffTarget(["en", "de", "ja"])
+    rate = identifier.rate(["Die Datei wurde nicht gefunden", "file not found"],
+                           ["Die Datei fehlt leider", "Die Datei wurde nicht gefunden"], "de")
+    assert rate == {"off_target": 50.0, "judged_rows": 2}
+    args = Namespace(languages=["de", "ja"], max_rows=8, num_beams=1, zero_shot=["de-ja", "ja-de"], zero_shot_rows=6)
+    output_dir, _ = trained
+    report = bench.score_multilingual(output_dir, args, identifier)
+    assert set(report["directions"]) == {"en-de", "de-en", "en-ja"}
+    assert report["directions"]["en-ja"]["rows"] == 8 and "tok:ja-mecab" in report["directions"]["en-ja"]["bleu_signature"]
+    assert set(report["zero_shot"]) == {"de-ja"}  # ja-de: the model never read Japanese nor wrote German from it
+    for way in ("direct", "pivot"):
+        assert report["zero_shot"]["de-ja"][way]["rows"] == 6 and "off_target" in report["zero_shot"]["de-ja"][way]
+    full = {"num_beams": 1, "languages": ["de", "ja"], "multilingual": report,
+            "bilingual": {"en-de": {"rows": 8, "bleu": 1.0, "chrf": 10.0, "cpu_minutes": 0.1}}}
+    text = bench.page(full)
+    assert "| en-de | 8 | 1.0 | 10.0 |" in text and "| de-ja |" in text and "## Targets" in text
+    bench.write_results(full, tmp_path / "m.json", tmp_path / "m.md")
+    assert json.loads((tmp_path / "m.json").read_text())["multilingual"]["zero_shot"] == report["zero_shot"]

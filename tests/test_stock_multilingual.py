@@ -227,32 +227,6 @@ def test_two_pairs_in_one_run_each_decoded_from_its_own_target_token(checkpoints
                                                                               "Translation de-en"}
 
 
-def test_the_card_has_one_result_per_direction(tmp_path):
-    from huggingface_hub import ModelCard
-
-    from bigmodel_hf.cards import build_model_card
-    from tiny_runs import TRANSLATION_RESULTS, make_output_dir
-
-    make_output_dir(tmp_path, language_pairs="en-es,de-en")
-    directions = {"en-es": dict(TRANSLATION_RESULTS["validation"], bleu=21.004),
-                  "de-en": dict(TRANSLATION_RESULTS["validation"], bleu=30.0, chrf=50.0)}
-    results = json.loads((tmp_path / "eval_results.json").read_text())
-    results["validation"] = {**results["validation"], "bleu": 25.5, "directions": directions}
-    (tmp_path / "eval_results.json").write_text(json.dumps(results))
-    metadata = ModelCard(str(build_model_card(tmp_path))).data.to_dict()
-    # one entry per direction: the Hub groups results by task type and dataset config/split; the pair is the config
-    assert {r["dataset"].get("config") for r in metadata["model-index"][0]["results"]} == {"en-es", "de-en", None}
-    found = {(r["task"]["name"], r["dataset"]["split"], m["type"]): m["value"]
-             for r in metadata["model-index"][0]["results"] for m in r["metrics"]}
-    split = "validation[:200]"  # 200 of the 500 validation rows were scored
-    assert found[("Translation en-es", split, "bleu")] == 21.0
-    assert found[("Translation de-en", split, "bleu")] == 30.0 and found[("Translation de-en", split, "chrf")] == 50.0
-    assert 25.5 not in found.values()  # the mean over directions is no result of its own
-    assert {(name, s) for name, s, _ in found} == {("Translation en-es", split), ("Translation de-en", split),
-                                                    ("Translation en-es", "test")}  # test: no directions, one pair
-    assert metadata["language"] == ["en", "es", "de"]
-
-
 @pytest.mark.shared_data
 def test_the_tokenization_benchmark_runs_and_both_ways_agree(shared_data):
     from benchmark_scripts import load_benchmark
