@@ -13,8 +13,10 @@ language whose token it is forced to start with. A checkpoint without `lang_to_i
 one language (its run_config.yaml's `target_lang`, when that file is there) and decodes as it always did.
 """
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 from .languages import LanguagePair, languages_of, parse_language_pairs
 from .pretrained import read_run_config
@@ -78,6 +80,28 @@ class ModelLanguages:
         own = tuple(value if isinstance(value, str) else None for value in (saved.get("source_lang"),
                                                                           saved.get("target_lang")))
         return cls(None, (), own)
+
+    @classmethod
+    def of_folder(cls, model_dir) -> "ModelLanguages":
+        """The same from a model folder's config.json and generation_config.json, before any weights load (a Hub
+        id or a folder without them reads as bilingual, its languages unknown)."""
+        def read(name):
+            path = Path(str(model_dir)) / name
+            try:
+                values = json.loads(path.read_text("utf-8")) if path.is_file() else {}
+            except (ValueError, UnicodeDecodeError):
+                values = {}  # loading the model reports a broken file, with its own message
+            return SimpleNamespace(**values) if isinstance(values, dict) else SimpleNamespace()
+
+        return cls.of(read("config.json"), read("generation_config.json"), model_dir)
+
+    def default_source(self, target_lang: str) -> str | None:
+        """The source language when none is given: the only one the model was trained to translate into
+        `target_lang` (a bilingual model's own)."""
+        if not self.multilingual:
+            return self.own[0]
+        sources = list(dict.fromkeys(pair.source for pair in self.pairs if pair.target == target_lang))
+        return sources[0] if len(sources) == 1 else None
 
     @property
     def multilingual(self) -> bool:

@@ -45,6 +45,9 @@ def ct2_refusals(config: BigModelConfig) -> list[str]:
     if not config.is_encoder_decoder:
         refusals.append("is_encoder_decoder=False: only encoder-decoders export to CTranslate2's Transformer (use "
                         "`bigmodel-hf export llama` for a decoder-only model)")
+    if getattr(config, "lang_to_id", None):
+        refusals.append("lang_to_id is set (a multilingual model): the export does not carry its target-language "
+                        "tokens, so it could not choose the direction; translate it with --engine torch")
     rope_type = (config.rope_parameters or {}).get("rope_type", "default")
     if config.position_embedding == "rope" and rope_type != "default":
         refusals.append(f"rope_parameters.rope_type={rope_type!r}: only plain rotary positions are exported (the "

@@ -21,6 +21,7 @@ import threading
 
 import numpy as np
 
+from ..directions import ModelLanguages
 from ..export.ct2_runtime import CT2Model
 from .constraint import SpellingIndex, plan_prefix
 from .engine import Completion, CompletionEngine
@@ -30,7 +31,9 @@ from .surfaces import token_surfaces
 class CT2CompletionEngine(CompletionEngine):
     def __init__(self, ct2_model: CT2Model, num_beams: int | None = None, num_alternatives: int = 3,
                  max_new_tokens: int | None = None, length_penalty: float | None = None,
-                 max_length_ratio: float | None = 1.5, source_prefix: str | None = None, cache_size: int = 16):
+                 max_length_ratio: float | None = 1.5, source_prefix: str | None = None, cache_size: int = 16,
+                 languages: ModelLanguages | None = None, source_lang: str | None = None,
+                 target_lang: str | None = None, pivot: str | None = None):
         # no super().__init__: there is no torch model; the attributes the shared methods read are set here
         self.ct2 = ct2_model
         self.model = None
@@ -52,6 +55,8 @@ class CT2CompletionEngine(CompletionEngine):
         # read by the shared methods (clear_cache) and the page; a CTranslate2 model's weights never change
         self._weights_lock = threading.RLock()
         self.weights_version = 0
+        # exports are bilingual (`export/ct2.py` refuses a multilingual model): a language is only checked
+        self._set_direction(languages or ModelLanguages(None, ()), source_lang, target_lang, pivot)
 
     @classmethod
     def from_pretrained(cls, name_or_path, device: str = "cpu", intra_threads: int = 0,
@@ -60,9 +65,11 @@ class CT2CompletionEngine(CompletionEngine):
         `trust_remote_code` is accepted for the same call as `CompletionEngine` and must stay False."""
         if trust_remote_code:
             raise ValueError("a CTranslate2 export runs no Python code of its own; drop --trust_remote_code.")
+        options.setdefault("languages", ModelLanguages.of(None, None, name_or_path))
         return cls(CT2Model(name_or_path, device=str(device), intra_threads=intra_threads), **options)
 
-    def encode(self, source: str) -> tuple[list[str], int]:
+    def encode(self, source: str, target_lang: str | None = None) -> tuple[list[str], int]:
+        self.route(target_lang)  # one direction: the key needs no language
         if source not in self._encoded:
             if len(self._encoded) >= self._cache_size:
                 self._encoded.pop(next(iter(self._encoded)))
@@ -72,7 +79,9 @@ class CT2CompletionEngine(CompletionEngine):
 
     # ---------------------------------------------------------------------------------------------
 
-    def complete(self, source: str, prefix: str = "", num_alternatives: int | None = None) -> Completion:
+    def complete(self, source: str, prefix: str = "", num_alternatives: int | None = None,
+                 target_lang: str | None = None) -> Completion:
+        self.route(target_lang)  # a bilingual export: another target language is refused
         wanted = self.num_alternatives if num_alternatives is None else num_alternatives
         plan = plan_prefix(self.tokenizer, self.surfaces, prefix)
         source_tokens, source_length = self.encode(source)
