@@ -95,9 +95,12 @@ def _decoding_options(args: argparse.Namespace) -> dict:
 def _translate(args: argparse.Namespace) -> None:
     if args.interactive:
         return _translate_interactively(args)
+    from .directions import ModelLanguages
     from .translator import Translator
 
     options = _decoding_options(args)
+    # the direction is checked on the folder's config before any weights load (the translator checks it again)
+    ModelLanguages.of_folder(args.model).route(args.source_lang, args.target_lang, args.pivot)
     texts = args.texts or [line.rstrip("\r\n") for line in sys.stdin]
     translator = Translator.from_pretrained(args.model, device=args.device, trust_remote_code=args.trust_remote_code,
                                             load_legacy_bin=args.load_legacy_bin, engine=args.engine,
