@@ -160,3 +160,12 @@ def test_transformers_alone_drives_the_direction_with_forced_bos_token_id(multil
     assert ("bigmodel_hf" in found["class"]) == (side == "package")
     for code, generated in found["generated"].items():
         assert generated[1] == found["lang_to_id"][code], (code, generated)
+
+
+def test_the_ct2_export_refuses_a_multilingual_model_in_one_line(multilingual, tmp_path):
+    pytest.importorskip("ctranslate2")
+    from bigmodel_hf.export.ct2 import export_ct2
+
+    with pytest.raises(ValueError, match="lang_to_id is set .a multilingual model.*--engine torch") as error:
+        export_ct2(multilingual, tmp_path / "ct2")
+    assert "\n" not in str(error.value) and not (tmp_path / "ct2").exists()

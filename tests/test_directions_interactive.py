@@ -16,7 +16,7 @@ from bigmodel_hf.interactive import CompletionEngine
 from bigmodel_hf.interactive.api_fields import ApiError
 from bigmodel_hf.interactive.session import CorrectionLog
 from bigmodel_hf.interactive.web import InteractiveApp
-from interactive_browser import serving
+from interactive_browser import browser_missing, chromium_page, serving, words_shown
 from interactive_http import Api
 from interactive_models import make_model_dir
 from multilingual_models import make_multilingual_dir
@@ -115,6 +115,30 @@ def test_the_web_api_offers_and_accepts_only_the_model_s_target_languages(folder
         api.ok("approve", {"text": "el gato"})
     assert [json.loads(line)["translation"] for line in app.log.path.read_text().splitlines()] == [
         {"en": SOURCE, "es": "el gato"}]
+
+
+@pytest.mark.skipif(browser_missing() is not None, reason=browser_missing() or "")
+def test_the_page_s_language_selector_in_headless_chromium(folder, tmp_path):
+    """The selector lists the languages the model writes (not its source), and choosing one re-proposes
+    the open sentence in it; a bilingual model's page shows no selector."""
+    engine = CompletionEngine.from_pretrained(folder, device="cpu", source_lang="en", target_lang="de")
+    app = InteractiveApp(engine, CorrectionLog(tmp_path / "c.jsonl", "en", "de"), [SOURCE])
+    with serving(app) as url, chromium_page() as page:
+        page.goto(url)
+        page.wait_for_selector("#proposal .word")
+        assert page.is_visible("#target-lang") and page.input_value("#target-lang") == "de"
+        assert page.locator("#target-lang option").all_inner_texts() == ["de", "es", "fr"]
+        assert words_shown(page) == engine.complete(SOURCE).text.split()
+        spanish = engine.complete(SOURCE, target_lang="es").text.split()
+        page.select_option("#target-lang", "es")
+        page.wait_for_function("() => document.querySelector('#route').textContent.startsWith('en-es')")
+        assert words_shown(page) == spanish
+    bilingual = CompletionEngine.from_pretrained(make_model_dir(tmp_path / "bilingual"), device="cpu")
+    app = InteractiveApp(bilingual, CorrectionLog(tmp_path / "b.jsonl", "en", "es"), [SOURCE])
+    with serving(app) as url, chromium_page() as page:
+        page.goto(url)
+        page.wait_for_selector("#proposal .word")
+        assert not page.is_visible("#target-lang")
 
 
 def test_the_web_api_of_a_bilingual_model_offers_no_language(tmp_path):
