@@ -16,8 +16,10 @@ PAIRS = toy_translation_pairs(60, seed=5)
 LANGUAGE_PAIRS = "en-es,es-en,en-de,de-en,en-fr,fr-en"
 
 
-def make_multilingual_dir(root, language_pairs: str = LANGUAGE_PAIRS, max_length: int = 12, num_beams: int = 1):
-    """A saved multilingual model + tokenizer under `root`; returns `root`."""
+def make_multilingual_dir(root, language_pairs: str = LANGUAGE_PAIRS, max_length: int = 12, num_beams: int = 1,
+                          keep_generation_mapping: bool = True):
+    """A saved multilingual model + tokenizer under `root`; returns `root`. `keep_generation_mapping=False`
+    saves the generation config as made from the model config, so that lang_to_id is lost on reload."""
     texts = [row["en"] for row in PAIRS] + [row["es"] for row in PAIRS]
     tokenizer = train_translation_tokenizer(texts, vocab_size=300, min_frequency=1)
     targets = target_languages(parse_language_pairs(language_pairs))
@@ -29,7 +31,7 @@ def make_multilingual_dir(root, language_pairs: str = LANGUAGE_PAIRS, max_length
     model.generation_config.lang_to_id = dict(lang_to_id)
     # a generation config made from the model config is reloaded without its extra fields (transformers
     # 5.25 drops them when `_from_model_config` is true), and lang_to_id is one
-    model.generation_config._from_model_config = False
+    model.generation_config._from_model_config = not keep_generation_mapping
     model.generation_config.num_beams, model.generation_config.max_length = num_beams, max_length
     model.save_pretrained(root)
     tokenizer.save_pretrained(root)

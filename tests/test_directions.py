@@ -62,6 +62,17 @@ def test_target_lang_is_the_first_generated_token_and_changes_the_output(multili
     assert translator.last_route.kind == "unchecked" and translator.last_route.target_lang == "es"
 
 
+def test_the_config_s_mapping_is_enough_when_the_generation_config_lost_it(tmp_path):
+    """transformers 5.25 reloads a generation config saved with `_from_model_config: true` without its extra
+    fields: the translator reads `config.lang_to_id` first, so the direction is still chosen."""
+    folder = make_multilingual_dir(tmp_path / "model", keep_generation_mapping=False)
+    translator = Translator.from_pretrained(folder, device="cpu", target_lang="de")
+    assert getattr(translator.model.generation_config, "lang_to_id", None) is None  # what transformers did
+    calls = spy_on_generate(translator)
+    translator(SOURCES)
+    assert calls[0]["sequences"][:, 1].tolist() == [lang_id(folder, "de")] * len(SOURCES)
+
+
 def test_a_language_the_model_does_not_write_is_one_line_naming_those_it_does(multilingual):
     with pytest.raises(ValueError) as error:
         Translator.from_pretrained(multilingual, device="cpu", target_lang="ja")
