@@ -112,9 +112,8 @@ class Translator:
             if device.type not in ("cpu", "cuda"):
                 raise ValueError(f"--device {device}: CTranslate2 runs on cpu or cuda; use one of those or --engine torch.")
             ct2_model = CT2Model(name_or_path, device=device.type, intra_threads=intra_threads)
-            # exports are bilingual (`export/ct2.py` refuses a multilingual model): the run's languages are checked
             return cls(None, ct2_model.tokenizer, device, ct2_model=ct2_model,
-                       languages=ModelLanguages.of(None, None, name_or_path), **direction)
+                       languages=ModelLanguages.of(ct2_model.language_config, None, name_or_path), **direction)
         check_model_location(name_or_path)
         device = parse_device(device)
         with one_line_load_errors(name_or_path):
@@ -172,7 +171,8 @@ class Translator:
         if self.ct2_model is not None:
             settings = self.ct2_model.settings(num_beams, length_penalty, max_new_tokens)
             return self.ct2_model.translate(texts, num_beams=settings.num_beams, length_penalty=settings.length_penalty,
-                                            max_new_tokens=settings.max_new_tokens, batch_size=batch_size)
+                                            max_new_tokens=settings.max_new_tokens, batch_size=batch_size,
+                                            forced_bos_token_id=leg.forced_bos_token_id)
         settings = decoding_settings(self.model.generation_config, num_beams, length_penalty, max_new_tokens)
         forced = {} if leg.forced_bos_token_id is None else {"forced_bos_token_id": leg.forced_bos_token_id}
         return translate_texts(

@@ -173,10 +173,37 @@ def test_transformers_alone_drives_the_direction_with_forced_bos_token_id(multil
         assert generated[1] == found["lang_to_id"][code], (code, generated)
 
 
-def test_the_ct2_export_refuses_a_multilingual_model_in_one_line(multilingual, tmp_path):
+def test_the_ct2_export_carries_the_language_tokens_and_decodes_like_generate(tmp_path):
+    """A multilingual model exported to CTranslate2 (float32) takes the language token as `target_prefix`:
+    the translator and the interactive engine on it give the PyTorch outputs, direction by direction."""
     pytest.importorskip("ctranslate2")
     from bigmodel_hf.export.ct2 import export_ct2
+    from bigmodel_hf.interactive import CompletionEngine
+    from bigmodel_hf.interactive.ct2_engine import CT2CompletionEngine
 
-    with pytest.raises(ValueError, match="lang_to_id is set .a multilingual model.*--engine torch") as error:
-        export_ct2(multilingual, tmp_path / "ct2")
-    assert "\n" not in str(error.value) and not (tmp_path / "ct2").exists()
+    folder = make_multilingual_dir(tmp_path / "model")
+    export_ct2(folder, folder / "ct2", quantization="float32")
+    assert json.loads((folder / "ct2" / "decoding.json").read_text())["lang_to_id"] == json.loads(
+        (folder / "config.json").read_text())["lang_to_id"]
+    torch_translator = Translator.from_pretrained(folder, device="cpu", engine="torch", target_lang="de")
+    ct2_translator = Translator.from_pretrained(folder, device="cpu", engine="ct2", target_lang="de")
+    outputs = {}
+    for code in ("de", "es"):
+        outputs[code] = ct2_translator(SOURCES, target_lang=code)
+        assert outputs[code] == torch_translator(SOURCES, target_lang=code), code
+    assert outputs["de"] != outputs["es"]
+    with pytest.raises(ValueError, match="target_lang='ja'.*writes de, en, es, fr"):
+        ct2_translator(SOURCES, target_lang="ja")
+    torch_engine = CompletionEngine.from_pretrained(folder, device="cpu", num_beams=2, target_lang="de")
+    ct2_engine = CT2CompletionEngine.from_pretrained(folder, num_beams=2, target_lang="de")
+    for code in ("de", "es"):
+        for prefix in ("", "the "):
+            expected = torch_engine.complete(SOURCES[0], prefix, target_lang=code)
+            got = ct2_engine.complete(SOURCES[0], prefix, target_lang=code)
+            assert got.text == expected.text and got.token_ids == expected.token_ids, (code, prefix)
+    assert sorted(str(legs[0]) for legs, _ in ct2_engine._encoded) == ["?-de", "?-es"]
+    pivot = dict(source_lang="es", target_lang="fr", pivot="en")
+    torch_pivot = CompletionEngine.from_pretrained(folder, device="cpu", num_beams=2, **pivot)
+    ct2_pivot = CT2CompletionEngine.from_pretrained(folder, num_beams=2, **pivot)
+    assert ct2_pivot.route().kind == "pivot"
+    assert ct2_pivot.complete(SOURCES[0]).text == torch_pivot.complete(SOURCES[0]).text
