@@ -151,6 +151,9 @@ def _interactive_setup(args: argparse.Namespace):
         engine = CompletionEngine.from_pretrained(args.model, device=parse_device(args.device),
                                                   trust_remote_code=args.trust_remote_code,
                                                   num_alternatives=args.alternatives, **decoding, **direction)
+    route = engine.route()
+    if route.kind in ("zero-shot", "pivot"):  # said once at start-up, as the translator logs it
+        print(route.describe(), file=sys.stderr, flush=True)
     adapter = None
     if settings is not None:
         from .interactive.adaptation import OnlineAdapter

@@ -210,6 +210,11 @@ def test_translate_interactive_completes_and_logs_in_the_chosen_direction(folder
                               "--corrections", str(corrections), "--target_lang", "fr", SOURCE], capsys,
                              stdin="le chat\n/end\n")
     assert code == 0, err
+    assert "zero-shot" not in err and "pivot" not in err  # en-fr was trained: nothing to say
     # en is the only language the model translates into fr from: the corrections name it
     assert [json.loads(line)["translation"] for line in corrections.read_text().splitlines()] == [
         {"en": SOURCE, "fr": "le chat"}]
+    code, _, err = run_cli(["translate", "--interactive", "--model", str(folder), "--device", "cpu",
+                            "--corrections", str(corrections), "--source_lang", "es", "--target_lang", "fr",
+                            "--pivot", "en", SOURCE], capsys, stdin="/quit\n")
+    assert code == 0 and "es-en -> en-fr: a direction the model was not trained on, translated through a pivot" in err

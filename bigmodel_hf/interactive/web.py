@@ -64,6 +64,8 @@ class InteractiveApp:
     `ACTIONS` is the one list of what `POST /api/<action>` can do: the method that does it and the fields
     it takes (checked by `api_fields.check_fields` before the method runs). A new action is one entry
     here and one method; what the page should draw goes into `state()`. The HTTP layer needs no change.
+    The language fields (`language`, `start`'s `target_lang`) are added per instance: their allowed values
+    are the target languages of the engine's model.
     """
 
     ACTIONS = {
