@@ -21,9 +21,10 @@ def make_multilingual_dir(root, language_pairs: str = LANGUAGE_PAIRS, max_length
     """A saved multilingual model + tokenizer under `root`; returns `root`. `keep_generation_mapping=False`
     saves the generation config as made from the model config, so that lang_to_id is lost on reload."""
     texts = [row["en"] for row in PAIRS] + [row["es"] for row in PAIRS]
-    tokenizer = train_translation_tokenizer(texts, vocab_size=300, min_frequency=1)
     targets = target_languages(parse_language_pairs(language_pairs))
-    tokenizer.add_special_tokens({"additional_special_tokens": [language_token(code) for code in targets]})
+    # added as special tokens of the tokenizers backend, as the translation recipe adds them
+    tokenizer = train_translation_tokenizer(texts, vocab_size=300, min_frequency=1,
+                                            added_special_tokens=[language_token(code) for code in targets])
     lang_to_id = {code: tokenizer.convert_tokens_to_ids(language_token(code)) for code in targets}
     torch.manual_seed(0)
     model = BigModelForSeq2SeqLM(tiny_config("classic", vocab_size=len(tokenizer), lang_to_id=lang_to_id,

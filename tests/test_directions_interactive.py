@@ -67,6 +67,8 @@ def test_the_engine_puts_the_language_token_first_and_keeps_encoder_outputs_per_
     assert prefixes[2] == [start, lang_to_id["es"]] and prefixes[3][:2] == [start, lang_to_id["es"]]
     assert german.text != spanish.text and typed.text.startswith("the cat")
     assert lang_to_id["de"] not in german.token_ids  # the token is the prefix's, not the proposal's
+    # language tokens spell nothing: never offered while a typed word is spelled, never shown as text
+    assert all(engine.surfaces[index] == b"" for index in lang_to_id.values())
     # one encoder run per (direction, source): de's states were reused for the typed prefix, es got its own
     assert len(encoder_runs) == 2
     assert sorted(str(legs[0]) for legs, _ in engine._encoded) == ["en-de", "en-es"]
