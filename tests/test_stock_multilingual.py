@@ -168,8 +168,8 @@ def recipe_exit(argv) -> str:
      "Invalid settings: use_peft trains adapters on a pretrained checkpoint: give --model_name_or_path"),
     ("MS3", dict(use_peft="true", lora_target_modules="o_proj"),
      "lora_target_modules ['o_proj'] name no module of this MBartForConditionalGeneration; its linear layers"),
-    ("MS4", dict(bpe_dropout=0.1), "--bpe_dropout re-encodes text without the language tokens a mBART-50"),
-    ("MS5", dict(streaming="true"), "--streaming tokenises without the language tokens a mBART-50 checkpoint needs"),
+    ("MS4", dict(bpe_dropout=0.1), "--bpe_dropout re-encodes text without the language tokens that mBART-50"),
+    ("MS5", dict(streaming="true"), "--streaming tokenises without the language tokens that mBART-50 checkpoints need"),
 ])
 def test_bad_inputs_for_stock_checkpoints_stop_with_one_line(checkpoints, l10n_file, tmp_path, row, overrides,
                                                             expected):

@@ -19,6 +19,8 @@ import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
+from datasets import DatasetDict
+
 from .setting_checks import ConfigError
 
 # tokenizer class -> family; the fast/slow spellings of one tokenizer are one family
@@ -97,11 +99,11 @@ def check_stock_settings(tokenizer, directions: Iterable[tuple[str, str]], data,
         checkpoint_code(tokenizer, target)
     name = FAMILY_NAMES[stock_family(tokenizer)]
     if data.streaming:
-        raise ConfigError(f"--streaming tokenises without the language tokens a {name} checkpoint needs; leave "
-                          "out --streaming to fine-tune it")
+        raise ConfigError(f"--streaming tokenises without the language tokens that {name} checkpoints need; "
+                          "leave out --streaming to fine-tune one")
     if tokenizer_args.bpe_dropout:
-        raise ConfigError(f"--bpe_dropout re-encodes text without the language tokens a {name} checkpoint needs; "
-                          "leave it at 0 to fine-tune it")
+        raise ConfigError(f"--bpe_dropout re-encodes text without the language tokens that {name} checkpoints "
+                          "need; leave it at 0 to fine-tune one")
 
 
 @contextmanager
@@ -150,8 +152,6 @@ def tokenize_by_direction(dataset, tokenizer, *, max_source_length: int | None =
     rows (see `languages.route_translations`), or of plain source/target rows all of `direction` (source,
     target) -> input_ids, attention_mask, labels (other columns dropped; source_lang/target_lang kept with
     `keep_languages`, for batching and evaluating by direction)."""
-    from datasets import DatasetDict
-
     columns = next(iter(dataset.values())).column_names if isinstance(dataset, DatasetDict) else dataset.column_names
     columns = [c for c in columns if not (keep_languages and c in ("source_lang", "target_lang"))]
     return dataset.map(encode_by_direction, batched=True, batch_size=batch_size, remove_columns=columns,
