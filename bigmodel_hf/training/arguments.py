@@ -144,6 +144,12 @@ class TextDataArguments:
     validation_file: str | None = field(default=None, metadata={"help": "Validation text."})
     text_column: str = field(default="text", metadata={"help": "Column holding the text in structured files."})
     block_size: int = field(default=256, metadata={"help": "Tokens per packed training block."})
+    packing: str = field(
+        default="documents",
+        metadata={"help": "How documents share a block: documents (position ids restart at each document and "
+                          "attention stays inside it, as with transformers' DataCollatorWithFlattening) or concat "
+                          "(run_clm.py's grouping: a token also attends to the end of the previous document)."},
+    )
     validation_split_percentage: float = field(
         default=2.0, metadata={"help": "Percent of train held out when there is no validation split."}
     )

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, TrainingArguments
 
-from ..batching import LMBlockCollator, pack_lm_blocks
+from ..batching import PACKING_MODES, LMBlockCollator, pack_lm_blocks
 from ..convert import convert_llama_model
 from ..data import load_lm_dataset
 from ..decoding import continue_texts, is_sharded
@@ -51,6 +51,8 @@ def check_lm_settings(run_config: RunConfig) -> None:
     model_args, lm, args = run_config.model, run_config.lm, run_config.training
     pretrained = bool(model_args.model_name_or_path)
     problems = [
+        (run_config.data.packing not in PACKING_MODES,
+         f"packing must be one of {', '.join(PACKING_MODES)}, got {run_config.data.packing!r}"),
         (lm.convert_to_bigmodel and not pretrained,
          "convert_to_bigmodel needs --model_name_or_path (a Llama checkpoint)"),
         (lm.use_peft and not pretrained,
@@ -154,7 +156,7 @@ def run_text_generation(run_config: RunConfig) -> dict:
     record_run(run_config, data)
     tokenized = tokenize_lm_dataset(raw, tokenizer, num_proc=data.preprocessing_num_workers)
     blocks = {split: capped(pack_lm_blocks(documents, data.block_size, eos_token_id=tokenizer.eos_token_id,
-                                           drop_remainder=split == "train"),
+                                           drop_remainder=split == "train", packing=data.packing),
                             None if split == "train" else data.max_eval_samples)
               for split, documents in tokenized.items()}
     push = take_over_trainer_push(args)  # pushed once at the end, with the card, instead of per checkpoint
