@@ -7,6 +7,7 @@ import math
 import runpy
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -66,21 +67,28 @@ def texts_of(corpus: Path) -> list[str]:
 
 
 @torch.no_grad()
-def perplexity_of(model, tokenizer, texts: list[str], block_size: int = BLOCK) -> float:
-    """Independent of the recipe: concatenate documents (EOS after each), score blocks one at a time."""
-    stream = []
-    for text in texts:
+def perplexity_of(model, tokenizer, texts: list[str], block_size: int = BLOCK, packing: str = "documents") -> float:
+    """Independent of the recipe: concatenate documents (EOS after each), cut blocks, score them one at a time;
+    with `packing="documents"` each block's document pieces are scored alone (a piece's first token unscored)."""
+    stream, piece_of = [], []
+    for number, text in enumerate(texts):
         ids = tokenizer(text)["input_ids"]
-        stream += ids if ids and ids[-1] == tokenizer.eos_token_id else ids + [tokenizer.eos_token_id]
+        ids = ids if ids and ids[-1] == tokenizer.eos_token_id else ids + [tokenizer.eos_token_id]
+        stream += ids
+        piece_of += [number] * len(ids)
     model.eval()
     nll, count = 0.0, 0
     for start in range(0, len(stream), block_size):
-        block = torch.tensor([stream[start:start + block_size]])
-        if block.shape[1] < 2:
-            continue
-        logits = model(input_ids=block).logits[0, :-1].float()
-        nll += F.cross_entropy(logits, block[0, 1:], reduction="sum").item()
-        count += block.shape[1] - 1
+        block, owners = stream[start:start + block_size], piece_of[start:start + block_size]
+        pieces = [block] if packing == "concat" else [
+            [token for token, owner in zip(block, owners) if owner == number] for number in dict.fromkeys(owners)]
+        for piece in pieces:
+            if len(piece) < 2:
+                continue
+            ids = torch.tensor([piece])
+            logits = model(input_ids=ids).logits[0, :-1].float()
+            nll += F.cross_entropy(logits, ids[0, 1:], reduction="sum").item()
+            count += ids.shape[1] - 1
     return math.exp(nll / count)
 
 
@@ -126,9 +134,14 @@ def test_reloaded_model_scores_the_reported_perplexity(trained, corpus):
     model = AutoModelForCausalLM.from_pretrained(output_dir)
     tokenizer = AutoTokenizer.from_pretrained(output_dir)
     validation = results["validation"]
-    assert perplexity_of(model, tokenizer, texts_of(corpus)) == pytest.approx(validation["perplexity"], rel=1e-4)
-    stream_tokens = sum(len(tokenizer(t)["input_ids"]) for t in texts_of(corpus))  # each text ends with EOS
-    assert validation["tokens"] == stream_tokens - validation["blocks"]  # every token scored except block starts
+    # the default --packing documents: each document piece of a block scored alone, its first token unscored
+    assert perplexity_of(model, tokenizer, texts_of(corpus), packing="documents") == pytest.approx(
+        validation["perplexity"], rel=1e-4)
+    assert perplexity_of(model, tokenizer, texts_of(corpus), packing="concat") != pytest.approx(
+        validation["perplexity"], rel=1e-4)
+    lengths = [len(tokenizer(t)["input_ids"]) for t in texts_of(corpus)]  # each text ends with EOS
+    starts = {0} | set(np.cumsum(lengths)[:-1].tolist()) | set(range(0, sum(lengths), BLOCK))
+    assert validation["tokens"] == sum(lengths) - len(starts)  # every token scored except piece starts
 
 
 def test_resume_continues_from_the_last_checkpoint(corpus, tmp_path):
@@ -284,7 +297,7 @@ def test_config_errors_stop_the_recipe_at_start(argv, hint, tmp_path):
 def test_two_cpu_processes_train_in_sync_and_score_like_one(corpus, tmp_path):
     run_in_two_cpu_processes("generate_text.py", tiny_run(
         corpus, tmp_path, max_steps=20, eval_steps=20, save_steps=20, per_device_train_batch_size=4,
-        max_eval_samples=23, report_to="none", num_sample_outputs=0), tmp_path)
+        max_eval_samples=23, report_to="none", num_sample_outputs=0, packing="concat"), tmp_path)
     # perplexity gathered across ranks over 23 blocks (odd: not split evenly) = one process's over the same blocks
     validation = json.loads((tmp_path / "eval_results.json").read_text())["validation"]
     assert validation["blocks"] == 23

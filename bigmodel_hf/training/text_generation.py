@@ -27,6 +27,7 @@ from .config import RunConfig, parse_run_config
 from .data_spec import resolve_data_spec, share_generated_data
 from .defaults import LM_DEFAULTS
 from .lora import add_lora, save_lora_result
+from .packing import check_model_separates_documents
 from .rerun import completed_run
 from .runs import (
     capped, check_model_settings, finish_run, record_run, sized_to_tokenizer, start_run, take_over_trainer_push,
@@ -153,6 +154,8 @@ def run_text_generation(run_config: RunConfig) -> dict:
         raw = load_text_data(data, args.output_dir, args.seed, write_files=args.should_save)
     tokenizer = build_tokenizer(model_args, lm, raw, args, resuming=resume is not None)
     model = build_model(model_args, lm, tokenizer, data.block_size, expected)
+    if data.packing == "documents":
+        check_model_separates_documents(model)
     record_run(run_config, data)
     tokenized = tokenize_lm_dataset(raw, tokenizer, num_proc=data.preprocessing_num_workers)
     blocks = {split: capped(pack_lm_blocks(documents, data.block_size, eos_token_id=tokenizer.eos_token_id,
