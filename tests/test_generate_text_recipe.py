@@ -284,7 +284,8 @@ def test_accumulation_activation_checkpointing_and_bf16_options(corpus, tmp_path
     "argv, hint",
     [(["--use_peft"], "use_peft trains adapters on a pretrained checkpoint"),
      (["--model_name_or_path", "x", "--merge_lora"], "merge_lora needs use_peft"),
-     (["--block_size", "0"], "block_size must be a positive")],
+     (["--block_size", "0"], "block_size must be a positive"),
+     (["--packing", "flat"], "packing must be one of documents, concat, got 'flat'")],
 )
 def test_config_errors_stop_the_recipe_at_start(argv, hint, tmp_path):
     recipe = runpy.run_path(str(RECIPE))
