@@ -216,6 +216,9 @@ def main():
     parser.add_argument("--warmup_steps", type=int, default=30)
     parser.add_argument("--speed_rounds", type=int, default=10, help="alternating training steps per packing")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--rows", type=Path,
+                        help="a file of the arms' JSON rows (as printed by an earlier run, one a line): write the "
+                             "page from them, measuring only the throughput again")
     parser.add_argument("--arm", choices=MODES, help=argparse.SUPPRESS)  # internal: one arm, in its own process
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--tokenizer", type=Path, help=argparse.SUPPRESS)
@@ -232,8 +235,8 @@ def main():
         args.tokenizer = Path(scratch) / "tokenizer"
         train = datasets.load_dataset("json", data_files=str(args.data / "train.jsonl"), split="train")
         train_lm_tokenizer(train, vocab_size=args.vocab_size, min_frequency=2, save_dir=args.tokenizer)
-        rows = []
-        for seed in args.seeds:
+        rows = [json.loads(line) for line in args.rows.read_text().splitlines()] if args.rows else []
+        for seed in [] if args.rows else args.seeds:
             for packing in MODES:  # alternating arms
                 arm_output = Path(scratch) / f"{packing}-{seed}"
                 arm_output.mkdir()
