@@ -168,12 +168,12 @@ def report(rows: list[dict], speed: dict, args, wall: float) -> str:
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; one torch thread; times are CPU time of the "
         f"process (`time.process_time`); whole benchmark {wall / 60:.1f} min wall-clock.",
         "",
-        f"## Validation perplexity at equal steps ({args.steps} steps)",
+        f"## Validation perplexity at equal steps ({rows[0]['steps']} steps)",
         "",
         f"Data: `{args.data.name}` (its training split; its validation split scored in full). "
         f"Byte-level BPE of {args.vocab_size} trained once on the training split and shared by every arm. Model: "
         f"decoder-only BigModel, modern block (`{model_overrides(args)}`). Each arm: `recipes/generate_text.py` "
-        f"from scratch, {args.steps} steps of {args.batch_size} x {args.block_size} tokens, lr "
+        f"from scratch, {rows[0]['steps']} steps of {args.batch_size} x {args.block_size} tokens, lr "
         f"{args.learning_rate:g} (cosine, {args.warmup_steps} warmup steps), float32; arms alternate. "
         "Columns `documents view` / `concat view`: the final model scored on the validation split packed each way "
         "(documents: every document piece alone, its first token unscored; concat: run_clm's blocks).",
