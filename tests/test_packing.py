@@ -153,3 +153,30 @@ def test_probe_passes_bigmodel_and_refuses_a_model_that_leaks_across_documents()
     with pytest.raises(ConfigError, match=r"--packing documents: IgnoresPositions \(sdpa attention\) lets a packed "
                                           r"document attend to the one before it .*use --packing concat\.$"):
         check_model_separates_documents(IgnoresPositions(model))
+
+
+def test_packing_benchmark_scores_both_views_and_writes_its_page():
+    from types import SimpleNamespace
+
+    from benchmark_scripts import load_benchmark
+
+    bench = load_benchmark("packing")
+    model = tiny_lm("modern", "sdpa")
+    lengths = [6, 9, 4, 12]
+    docs = datasets.Dataset.from_dict({"input_ids": [d.tolist() + [EOS] for d in documents(lengths, seed=2)]})
+    tokenizer = SimpleNamespace(eos_token_id=EOS, pad_token_id=0)
+    views = {view: bench.score(model, docs, tokenizer, 16, view) for view in bench.MODES}
+    total = sum(lengths) + len(lengths)  # 35 tokens: 3 blocks of 16, 16, 3
+    assert views["concat"]["tokens"] == total - 3  # block starts unscored
+    assert views["documents"]["tokens"] == total - 6  # piece starts: 4 documents, 2 of them cut by a block end
+    assert views["documents"]["perplexity"] != pytest.approx(views["concat"]["perplexity"], rel=1e-4)
+    rows = [{"packing": mode, "seed": 0, "steps": 5, "train_cpu_s": 2.0, "train_tokens_per_cpu_s": 100.0,
+             "recipe_perplexity": views[mode]["perplexity"],
+             **{f"{view}_perplexity": views[view]["perplexity"] for view in bench.MODES},
+             **{f"{view}_tokens": views[view]["tokens"] for view in bench.MODES}} for mode in bench.MODES]
+    speed = {"rounds": 1, "batch": "2 x 16", "pieces_per_row": 1.5, "documents_tokens_per_s": 90.0,
+             "concat_tokens_per_s": 100.0, "ratio": 0.9}
+    args = SimpleNamespace(argv=[], data=bench.ROOT, vocab_size=300, block_size=16, batch_size=2,
+                           learning_rate=1e-3, warmup_steps=1)
+    page = bench.report(rows, speed, args, wall=60.0)
+    assert "| **documents, mean** |" in page and "0.900x" in page and "to 0.0e+00 (relative)" in page
