@@ -67,7 +67,7 @@ def texts_of(corpus: Path) -> list[str]:
 
 
 @torch.no_grad()
-def perplexity_of(model, tokenizer, texts: list[str], block_size: int = BLOCK, packing: str = "documents") -> float:
+def perplexity_of(model, tokenizer, texts: list[str], block_size: int = BLOCK, packing: str = "concat") -> float:
     """Independent of the recipe: concatenate documents (EOS after each), cut blocks, score them one at a time;
     with `packing="documents"` each block's document pieces are scored alone (a piece's first token unscored)."""
     stream, piece_of = [], []
@@ -134,11 +134,20 @@ def test_reloaded_model_scores_the_reported_perplexity(trained, corpus):
     model = AutoModelForCausalLM.from_pretrained(output_dir)
     tokenizer = AutoTokenizer.from_pretrained(output_dir)
     validation = results["validation"]
-    # the default --packing documents: each document piece of a block scored alone, its first token unscored
+    assert perplexity_of(model, tokenizer, texts_of(corpus)) == pytest.approx(validation["perplexity"], rel=1e-4)
+    stream_tokens = sum(len(tokenizer(t)["input_ids"]) for t in texts_of(corpus))  # each text ends with EOS
+    assert validation["tokens"] == stream_tokens - validation["blocks"]  # every token scored except block starts
+
+
+def test_documents_packing_scores_each_document_piece_alone(corpus, tmp_path):
+    results = run(tiny_run(corpus, tmp_path, packing="documents", **{**QUICK, "max_steps": 30, "eval_steps": 30,
+                                                                     "save_steps": 30, "learning_rate": 5e-3}))
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(tmp_path), AutoTokenizer.from_pretrained(tmp_path)
+    validation = results["validation"]
+    # each document piece of a block scored alone, its first token unscored; not what concat blocks give
     assert perplexity_of(model, tokenizer, texts_of(corpus), packing="documents") == pytest.approx(
         validation["perplexity"], rel=1e-4)
-    assert perplexity_of(model, tokenizer, texts_of(corpus), packing="concat") != pytest.approx(
-        validation["perplexity"], rel=1e-4)
+    assert perplexity_of(model, tokenizer, texts_of(corpus)) != pytest.approx(validation["perplexity"], rel=1e-4)
     lengths = [len(tokenizer(t)["input_ids"]) for t in texts_of(corpus)]  # each text ends with EOS
     starts = {0} | set(np.cumsum(lengths)[:-1].tolist()) | set(range(0, sum(lengths), BLOCK))
     assert validation["tokens"] == sum(lengths) - len(starts)  # every token scored except piece starts
@@ -198,8 +207,8 @@ def test_fine_tunes_a_tiny_gpt2(corpus, tmp_path):
                         bos_token_id=1, eos_token_id=2)
     GPT2LMHeadModel(config).save_pretrained(tmp_path / "gpt2")
     tokenizer.save_pretrained(tmp_path / "gpt2")
-    results = run(tiny_run(corpus, tmp_path / "out", model_name_or_path=tmp_path / "gpt2", **{**QUICK,
-                           "num_sample_outputs": 1}))
+    results = run(tiny_run(corpus, tmp_path / "out", model_name_or_path=tmp_path / "gpt2", packing="documents",
+                           **{**QUICK, "num_sample_outputs": 1}))  # GPT-2 passes the packed-documents probe
     assert results["validation"]["perplexity"] < results["validation"]["perplexity_at_start"]
     assert json.loads((tmp_path / "out" / "config.json").read_text())["model_type"] == "gpt2"
 
@@ -298,7 +307,7 @@ def test_config_errors_stop_the_recipe_at_start(argv, hint, tmp_path):
 def test_two_cpu_processes_train_in_sync_and_score_like_one(corpus, tmp_path):
     run_in_two_cpu_processes("generate_text.py", tiny_run(
         corpus, tmp_path, max_steps=20, eval_steps=20, save_steps=20, per_device_train_batch_size=4,
-        max_eval_samples=23, report_to="none", num_sample_outputs=0, packing="concat"), tmp_path)
+        max_eval_samples=23, report_to="none", num_sample_outputs=0), tmp_path)
     # perplexity gathered across ranks over 23 blocks (odd: not split evenly) = one process's over the same blocks
     validation = json.loads((tmp_path / "eval_results.json").read_text())["validation"]
     assert validation["blocks"] == 23
