@@ -178,7 +178,8 @@ def score_models(args) -> dict:
 
     torch.set_num_threads(1)
     identifier = OffTarget(["en", *args.languages])
-    report: dict = {"num_beams": args.num_beams, "languages": args.languages, "bilingual": {}, "multilingual": {}}
+    report: dict = {"num_beams": args.num_beams, "languages": args.languages, "max_rows": args.max_rows,
+                    "zero_shot_rows": args.zero_shot_rows, "bilingual": {}, "multilingual": {}}
     for language in args.languages:
         folder = args.work_dir / f"bilingual_en_{language}"
         if not (folder / "config.json").is_file():
@@ -220,6 +221,7 @@ def score_multilingual(folder: Path, args, identifier: OffTarget) -> dict:
         run_info = json.loads(info.read_text())
         out["tokens_per_word"] = run_info.get("tokens_per_word")
         out["language_mix"] = run_info.get("language_mix")
+        out["sampling_temperature"] = (run_info.get("language_sampling") or {}).get("temperature")
     for direction in trained:
         source, target = direction.split("-", 1)
         if not {source, target} <= {"en", *args.languages}:
@@ -263,7 +265,8 @@ def page(report: dict) -> str:
              "thread, training time counted in CPU seconds (`--train_clock cpu`): (a) eight en->X models, "
              f"{bilingual and next(iter(bilingual.values())).get('cpu_minutes')} CPU minutes each; (b) one model "
              f"on {len(directions)} directions, {multilingual.get('cpu_minutes')} CPU minutes. Scored on every row of "
-             f"each validation file, beam {report['num_beams']}; BLEU tokenised `ja-mecab` for ja, `zh` for zh_CN, "
+             f"each validation file{' (capped at ' + str(report['max_rows']) + ' rows: a smoke run)' if report.get('max_rows') else ''}, "
+             f"beam {report['num_beams']}; BLEU tokenised `ja-mecab` for ja, `zh` for zh_CN, "
              "`13a` otherwise. Off-target: share of outputs lingua does not identify as the requested language, "
              "among the rows whose reference it does identify as that language.", "",
              "## Supervised directions", "",
@@ -275,10 +278,11 @@ def page(report: dict) -> str:
         delta = round(b["bleu"] - a["bleu"], 2) if "bleu" in a and "bleu" in b else None
         lines.append(f"| {direction} | {b.get('rows', a.get('rows'))} | {a.get('bleu')} | {a.get('chrf')} | "
                      f"{b.get('bleu')} | {b.get('chrf')} | {delta} | {b.get('off_target')} |")
-    mean_a = mean(bilingual.get(d, {}).get("bleu") for d in into)
-    mean_b = mean(directions.get(d, {}).get("bleu") for d in into)
-    lines.append(f"| **mean en->X** | | {mean_a} | {mean(bilingual.get(d, {}).get('chrf') for d in into)} | {mean_b} | "
-                 f"{mean(directions.get(d, {}).get('chrf') for d in into)} | "
+    both = [d for d in into if d in bilingual and d in directions]  # the comparison is on the same directions
+    mean_a = mean(bilingual[d]["bleu"] for d in both)
+    mean_b = mean(directions[d]["bleu"] for d in both)
+    lines.append(f"| **mean en->X** ({len(both)} directions in both arms) | | {mean_a} | "
+                 f"{mean(bilingual[d]['chrf'] for d in both)} | {mean_b} | {mean(directions[d]['chrf'] for d in both)} | "
                  f"{round(mean_b - mean_a, 2) if mean_a is not None and mean_b is not None else None} | |")
     back = [d for d in directions if d.endswith("-en")]
     if back:
@@ -289,7 +293,8 @@ def page(report: dict) -> str:
                      f"{mean(directions[d]['chrf'] for d in back)} | |")
     zero = multilingual.get("zero_shot", {})
     if zero:
-        lines += ["", "## Zero-shot X->Y (rows of en_X and en_Y validation sharing their English text)", "",
+        lines += ["", "## Zero-shot X->Y (rows of en_X and en_Y validation sharing their English text, at most "
+                  f"{report.get('zero_shot_rows')} per direction; pivot: X->en then en->Y with the same model)", "",
                   "| direction | rows | direct BLEU | direct chrF | direct off-target % | pivot (via en) BLEU | "
                   "pivot chrF | pivot off-target % |", "|---|---|---|---|---|---|---|---|"]
         for d, r in zero.items():
@@ -321,7 +326,7 @@ def page(report: dict) -> str:
         lines += [f"| {code} | {next(v for k, v in n.items() if k.startswith('tokens_per'))} |"
                   for code, n in multilingual["tokens_per_word"].items()]
     if multilingual.get("language_mix"):
-        lines += ["", "## Mix (b) trained on (drawn at T=5 vs the data's proportions)", "",
+        lines += ["", f"## Mix (b) trained on (temperature {multilingual.get('sampling_temperature')})", "",
                   "| direction | sampling probability | share of pairs drawn | share of tokens drawn |", "|---|---|---|---|"]
         lines += [f"| {d} | {m['probability']} | {m['share_examples']} | {m['share_tokens']} |"
                   for d, m in multilingual["language_mix"].items()]

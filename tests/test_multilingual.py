@@ -300,9 +300,26 @@ def test_the_benchmark_scores_a_multilingual_model_per_direction_zero_shot_and_o
     assert set(report["zero_shot"]) == {"de-ja"}  # ja-de: the model never read Japanese nor wrote German from it
     for way in ("direct", "pivot"):
         assert report["zero_shot"]["de-ja"][way]["rows"] == 6 and "off_target" in report["zero_shot"]["de-ja"][way]
-    full = {"num_beams": 1, "languages": ["de", "ja"], "multilingual": report,
-            "bilingual": {"en-de": {"rows": 8, "bleu": 1.0, "chrf": 10.0, "cpu_minutes": 0.1}}}
-    text = bench.page(full)
-    assert "| en-de | 8 | 1.0 | 10.0 |" in text and "| de-ja |" in text and "## Targets" in text
-    bench.write_results(full, tmp_path / "m.json", tmp_path / "m.md")
-    assert json.loads((tmp_path / "m.json").read_text())["multilingual"]["zero_shot"] == report["zero_shot"]
+    # the whole phase: a (tiny, untrained) bilingual en-de model beside the multilingual one, then the page
+    work = tmp_path / "work"
+    (work / "multilingual").mkdir(parents=True)
+    for item in output_dir.iterdir():
+        if item.is_file():
+            (work / "multilingual" / item.name).symlink_to(item)
+    tokenizer = train_translation_tokenizer([en for en, _ in EN_DE] + [de for _, de in EN_DE], vocab_size=120,
+                                            min_frequency=1)
+    torch.manual_seed(0)
+    bilingual = BigModelForSeq2SeqLM(BigModelForSeq2SeqLM.config_class.from_preset(
+        "vaswani-small", vocab_size=len(tokenizer), d_model=16, ffn_dim=32, encoder_layers=1, decoder_layers=1,
+        num_attention_heads=2))
+    bilingual.generation_config.max_length = 8
+    bilingual.save_pretrained(work / "bilingual_en_de")
+    tokenizer.save_pretrained(work / "bilingual_en_de")
+    report = bench.score_models(Namespace(**vars(args), work_dir=work))
+    assert set(report["bilingual"]) == {"en-de"} and report["bilingual"]["en-de"]["rows"] == 8
+    assert set(report["multilingual"]["directions"]) == {"en-de", "de-en", "en-ja"}
+    bench.write_results(report, tmp_path / "m.json", tmp_path / "m.md")
+    text = (tmp_path / "m.md").read_text()
+    de = report["bilingual"]["en-de"]
+    assert f"| en-de | 8 | {de['bleu']} | {de['chrf']} |" in text and "| de-ja | 6 |" in text and "## Targets" in text
+    assert json.loads((tmp_path / "m.json").read_text())["multilingual"]["zero_shot"] == report["multilingual"]["zero_shot"]
