@@ -193,8 +193,8 @@ def test_a_tiny_multilingual_run_scores_every_direction_and_reports_its_mix(trai
     evaluation = [entry for entry in history if "eval_bleu" in entry][-1]
     assert {"eval_en-de_bleu", "eval_de-en_chrf", "eval_en-ja_bleu"} <= set(evaluation)
     for direction in ("en-de", "de-en", "en-ja"):
-        assert (output_dir / "translations" / f"validation.{direction}").is_file() or \
-            any(direction in p.name for p in (output_dir / "translations").iterdir())
+        lines = (output_dir / "translations" / f"validation.{direction}").read_text("utf-8").splitlines()
+        assert len(lines) == validation["directions"][direction]["num_samples"]
 
 
 def test_the_checkpoint_holds_its_language_tokens_and_transformers_alone_drives_them(trained, tmp_path):
