@@ -17,7 +17,7 @@ from datasets import Dataset
 from bigmodel_hf import BigModelForSeq2SeqLM
 from bigmodel_hf.data.errors import DataError
 from bigmodel_hf.language_batches import LanguageMixBatchSampler
-from bigmodel_hf.languages import language_token, parse_language_pairs, sampling_probabilities
+from bigmodel_hf.languages import language_token, sampling_probabilities
 from bigmodel_hf.metrics import bleu_tokenization, corpus_translation_scores
 from bigmodel_hf.multilingual_vocabulary import balanced_sample, placeholders_in, texts_by_language
 from bigmodel_hf.tokenization import train_translation_tokenizer

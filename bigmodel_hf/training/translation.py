@@ -18,6 +18,7 @@ from ..data import clean_translation_dataset, load_translation_dataset
 from ..data.cleaning import write_cleaning_report
 from ..data.stages import StageLog
 from ..decoding import max_new_tokens_of, translate_texts
+from ..languages import sampling_probabilities
 from ..metrics import corpus_translation_scores
 from ..modeling_bigmodel import BigModelForSeq2SeqLM
 from ..output_layout import strip_metric_prefix
@@ -38,10 +39,9 @@ from .defaults import TRANSLATION_DEFAULTS
 from .evaluation import TranslationMetrics, length_sorted_subset
 from .multilingual import (
     MultilingualTranslationTrainer, average_over_directions, check_multilingual_settings, column, direction_sizes,
-    evaluation_subset, language_special_tokens, multilingual_tokenizer_inputs, report_tokens_per_word, language_token_ids, load_multilingual_data, record_languages,
-    split_by_direction, temperature_of, tokenize_multilingual,
+    evaluation_subset, language_special_tokens, language_start_tokens, load_multilingual_data,
+    multilingual_tokenizer_inputs, report_tokens_per_word, split_by_direction, temperature_of, tokenize_multilingual,
 )
-from ..languages import sampling_probabilities
 from .precision import short_sequence_bf16_attention
 from .rerun import completed_run
 from .runs import (
@@ -222,11 +222,7 @@ def run_translation(run_config: RunConfig) -> dict:
         tokenizer = build_tokenizer(model_args, tok_args, raw, args, resuming=resume is not None, cache=cache,
                                     texts=sample, **extra)
     model = build_model(model_args, tokenizer, expected)
-    forced_bos_for = None
-    if pairs:
-        lang_to_id = language_token_ids(tokenizer, pairs)
-        record_languages(model, lang_to_id, pairs)
-        forced_bos_for = lang_to_id.__getitem__
+    forced_bos_for = language_start_tokens(model, tokenizer, pairs) if pairs else None
     # saved with the model, so `Translator` and transformers-only users put it before sources too
     record_source_prefix(model.config, data.source_prefix, data.source_lang, data.target_lang)
     record_run(run_config, data)
