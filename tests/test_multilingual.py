@@ -168,7 +168,7 @@ def trained(files, tmp_path_factory):
         language_pairs="en-de,de-en,en-ja", output_dir=output_dir, config_overrides=TINY_MODEL, vocab_size=300,
         tokenizer_min_frequency=1, max_steps=40, warmup_steps=4, learning_rate=5e-3, label_smoothing_factor=0.0,
         max_tokens=200, eval_steps=20, save_steps=20, num_beams=1, generation_max_length=24, seed=0,
-        clean_data="false", report_to="none", plot="false", num_sample_outputs=3)
+        clean_data="false", report_to="tensorboard", num_sample_outputs=3)
     results = run_translation(parse_translation_config(argv))
     return output_dir, results
 
@@ -189,6 +189,12 @@ def test_a_tiny_multilingual_run_scores_every_direction_and_reports_its_mix(trai
     assert sum(m["share_tokens"] for m in mix.values()) == pytest.approx(1, abs=1e-3)
     assert info["language_sampling"]["temperature"] == 5.0
     assert set(info["tokens_per_word"]) == {"en", "de", "ja"} and "tokens_per_char" in info["tokens_per_word"]["ja"]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    scalars = set()
+    for event_file in (output_dir / "runs").rglob("events.out.tfevents*"):
+        scalars |= set(EventAccumulator(str(event_file)).Reload().Tags()["scalars"])
+    assert {"eval/en-de_bleu", "eval/en-ja_chrf", "eval/bleu"} <= scalars  # TensorBoard: per direction and mean
     history = json.loads((output_dir / "checkpoint-40" / "trainer_state.json").read_text())["log_history"]
     evaluation = [entry for entry in history if "eval_bleu" in entry][-1]
     assert {"eval_en-de_bleu", "eval_de-en_chrf", "eval_en-ja_bleu"} <= set(evaluation)
