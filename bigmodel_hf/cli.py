@@ -95,12 +95,16 @@ def _decoding_options(args: argparse.Namespace) -> dict:
 def _translate(args: argparse.Namespace) -> None:
     if args.interactive:
         return _translate_interactively(args)
+    from .directions import ModelLanguages
     from .translator import Translator
 
     options = _decoding_options(args)
+    # the direction is checked on the folder's config before any weights load (the translator checks it again)
+    ModelLanguages.of_folder(args.model).route(args.source_lang, args.target_lang, args.pivot)
     texts = args.texts or [line.rstrip("\r\n") for line in sys.stdin]
     translator = Translator.from_pretrained(args.model, device=args.device, trust_remote_code=args.trust_remote_code,
-                                            load_legacy_bin=args.load_legacy_bin, engine=args.engine)
+                                            load_legacy_bin=args.load_legacy_bin, engine=args.engine,
+                                            source_lang=args.source_lang, target_lang=args.target_lang, pivot=args.pivot)
     for line in translator(texts, batch_size=args.batch_size, **options):
         print(line)
 
@@ -111,7 +115,7 @@ def _interactive_setup(args: argparse.Namespace):
     import math
 
     from .interactive import CompletionEngine
-    from .interactive.session import CorrectionLog, clean_source, model_languages, read_sources
+    from .interactive.session import CorrectionLog, clean_source, read_sources
     from .translator import parse_device, resolve_engine
 
     # everything that can be wrong with the inputs is found before the model loads, one line each
@@ -120,7 +124,8 @@ def _interactive_setup(args: argparse.Namespace):
         raise ValueError(f"--threshold must be a probability between 0 and 1, not {args.threshold}")
     if args.alternatives < 1:
         raise ValueError(f"--alternatives must be at least 1, not {args.alternatives}")
-    source_lang, target_lang = model_languages(args.model, args.source_lang, args.target_lang)
+    direction = _interactive_direction(args)
+    source_lang, target_lang = direction["source_lang"], direction["target_lang"]
     log = CorrectionLog(args.corrections, source_lang, target_lang)
     sources = [clean_source(text, f"argument {number}") for number, text in enumerate(args.texts or [], 1)]
     if not all(sources):
@@ -141,11 +146,14 @@ def _interactive_setup(args: argparse.Namespace):
         from .interactive.ct2_engine import CT2CompletionEngine
 
         engine = CT2CompletionEngine.from_pretrained(args.model, trust_remote_code=False,  # no code runs
-                                                     num_alternatives=args.alternatives, **decoding)
+                                                     num_alternatives=args.alternatives, **decoding, **direction)
     else:
         engine = CompletionEngine.from_pretrained(args.model, device=parse_device(args.device),
                                                   trust_remote_code=args.trust_remote_code,
-                                                  num_alternatives=args.alternatives, **decoding)
+                                                  num_alternatives=args.alternatives, **decoding, **direction)
+    route = engine.route()
+    if route.kind in ("zero-shot", "pivot"):  # said once at start-up, as the translator logs it
+        print(route.describe(), file=sys.stderr, flush=True)
     adapter = None
     if settings is not None:
         from .interactive.adaptation import OnlineAdapter
@@ -154,6 +162,28 @@ def _interactive_setup(args: argparse.Namespace):
                                 args.adapt_output_dir, install=engine.replace_weights, source_lang=source_lang,
                                 target_lang=target_lang, source_prefix=engine.source_prefix)
     return engine, log, sources, adapter
+
+
+def _interactive_direction(args: argparse.Namespace) -> dict:
+    """Source and target language of the corrections log and the engine's direction (with the pivot), checked
+    against the model folder before it loads: the flags, else what the model records."""
+    from .directions import ModelLanguages
+    from .interactive.session import model_languages
+
+    languages = ModelLanguages.of_folder(args.model)
+    if not languages.multilingual:
+        languages.route(args.source_lang, args.target_lang, args.pivot)  # a bilingual model's own languages only
+        source_lang, target_lang = model_languages(args.model, args.source_lang, args.target_lang)
+        return dict(source_lang=source_lang, target_lang=target_lang, pivot=None)
+    if args.adapt:
+        raise ValueError(f"--adapt learns one direction of a bilingual model; {args.model} is multilingual "
+                         "(lang_to_id in its config); drop --adapt")
+    route = languages.route(args.source_lang, args.target_lang, args.pivot)
+    source_lang = args.source_lang or languages.default_source(route.target_lang)
+    if source_lang is None:
+        raise ValueError(f"give --source_lang: the corrections name the language of the sources, and this model "
+                         f"translates into {route.target_lang} from {', '.join(sorted(languages.known))}")
+    return dict(source_lang=source_lang, target_lang=route.target_lang, pivot=args.pivot)
 
 
 def _adapt_settings(args: argparse.Namespace):
@@ -213,8 +243,12 @@ def _add_interactive_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source_file", help="sentences to translate: a text file (one per line) or JSON Lines")
     parser.add_argument("--corrections", default="corrections.jsonl",
                         help="JSON Lines file approved translations are appended to (the recipe's --train_file)")
-    parser.add_argument("--source_lang", help="language code of the sources (default: the run's run_config.yaml)")
-    parser.add_argument("--target_lang", help="language code of the translations (default: run_config.yaml)")
+    parser.add_argument("--source_lang", help="language code of the sources (default: the run's run_config.yaml; a "
+                                              "multilingual model: checks the direction against those trained)")
+    parser.add_argument("--target_lang", help="language code of the translations (default: run_config.yaml); a "
+                                              "multilingual model writes the one named here (config.lang_to_id)")
+    parser.add_argument("--pivot", help="a multilingual model: translate a direction it was not trained on through "
+                                        "this language (e.g. en); without it such a direction is zero-shot")
     parser.add_argument("--alternatives", type=int, default=3, help="n-best completions shown")
     parser.add_argument("--threshold", type=float, default=0.5, help="words below this probability are marked")
     parser.add_argument("--adapt", action="store_true",

@@ -4,7 +4,8 @@
     bigmodel-hf export ct2 MODEL_DIR OUT_DIR --quantization int8
 
 OUT_DIR then holds CTranslate2's `model.bin` and vocabularies, the tokenizer files, and
-`decoding.json` (beam size, length penalty, max length, source prefix), so that
+`decoding.json` (beam size, length penalty, max length, source prefix; a multilingual model's `lang_to_id` and
+`language_pairs`, whose language token is then given as `target_prefix=[["__de__"]]`), so that
 
     ctranslate2.Translator(OUT_DIR).translate_batch([tokenizer.convert_ids_to_tokens(tokenizer(text).input_ids)])
 
@@ -202,7 +203,7 @@ def decoding_defaults(model, source_prefix: str) -> dict:
 
     generation = model.generation_config
     limit = sinusoid_positions(model.config) if model.config.position_embedding != "rope" else 0
-    return {
+    defaults = {
         "beam_size": int(generation.num_beams or 1),
         "length_penalty": float(generation.length_penalty if generation.length_penalty is not None else 1.0),
         # generate's max_length counts the start token, CTranslate2's max_decoding_length does not
@@ -210,6 +211,11 @@ def decoding_defaults(model, source_prefix: str) -> dict:
         "source_prefix": source_prefix,
         "max_positions": limit,
     }
+    # a multilingual model: its language tokens go first in CTranslate2's target_prefix (ct2_runtime.py)
+    for field in ("lang_to_id", "language_pairs"):
+        if getattr(model.config, field, None):
+            defaults[field] = getattr(model.config, field)
+    return defaults
 
 
 def export_ct2(model_dir, output_dir, quantization: str = "int8", force: bool = False) -> Path:

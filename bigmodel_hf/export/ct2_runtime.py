@@ -4,6 +4,7 @@ texts out. `Translator(engine="ct2")` and the interactive engine's CTranslate2 p
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 from ..decoding import DecodingSettings
 from .ct2 import DECODING_FILE, find_ct2_export, require_ctranslate2
@@ -26,6 +27,9 @@ class CT2Model:
         self.tokenizer = AutoTokenizer.from_pretrained(found, trust_remote_code=False)  # tokenizer.json only
         self.defaults = json.loads((found / DECODING_FILE).read_text("utf-8"))
         self.source_prefix = self.defaults.get("source_prefix") or ""
+        # a multilingual export's languages, read as `directions.ModelLanguages.of` reads a model config
+        self.language_config = SimpleNamespace(lang_to_id=self.defaults.get("lang_to_id"),
+                                               language_pairs=self.defaults.get("language_pairs"))
         # the model's vocabulary, which may run past the tokenizer's (a padded embedding matrix)
         self.vocab_size = len(json.loads((found / "shared_vocabulary.json").read_text("utf-8")))
 
@@ -59,10 +63,12 @@ class CT2Model:
         return self.tokenizer.decode(self.tokenizer.convert_tokens_to_ids(tokens), skip_special_tokens=True).strip()
 
     def translate(self, texts: list[str], num_beams: int, length_penalty: float, max_new_tokens: int,
-                  batch_size: int = 32) -> list[str]:
-        """One translation per text, in order (CTranslate2 sorts by length within `batch_size` itself)."""
+                  batch_size: int = 32, forced_bos_token_id: int | None = None) -> list[str]:
+        """One translation per text, in order (CTranslate2 sorts by length within `batch_size` itself).
+        `forced_bos_token_id`: a multilingual model's target-language token, the first of every output."""
+        lead = [] if forced_bos_token_id is None else [self.tokenizer.convert_ids_to_tokens(forced_bos_token_id)]
         results = self.translator.translate_batch(
             [self.source_tokens(text) for text in texts], max_batch_size=batch_size, beam_size=num_beams,
-            length_penalty=length_penalty, max_decoding_length=self.clip_length(max_new_tokens),
-            max_input_length=self.max_positions)
+            target_prefix=[lead] * len(texts) if lead else None, length_penalty=length_penalty,
+            max_decoding_length=self.clip_length(max_new_tokens + len(lead)), max_input_length=self.max_positions)
         return [self.decode(result.hypotheses[0]) for result in results]

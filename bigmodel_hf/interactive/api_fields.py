@@ -118,6 +118,22 @@ class Whole:
 
 
 @dataclass(frozen=True)
+class Choice:
+    """One of a fixed set of strings (a language code the model writes, say); anything else is refused."""
+    options: tuple[str, ...]
+    required: bool = False
+
+    def check(self, name: str, value):
+        if not isinstance(value, str):
+            raise ApiError(400, f"'{name}' must be a string, not {_kind(value)}")
+        if value not in self.options:
+            shown = value[:20].encode("ascii", "backslashreplace").decode("ascii")
+            allowed = ", ".join(self.options) if self.options else "none (this model writes one language)"
+            raise ApiError(400, f"'{name}' {shown!r} is not allowed; choose one of: {allowed}")
+        return value
+
+
+@dataclass(frozen=True)
 class Flag:
     required: bool = False
 

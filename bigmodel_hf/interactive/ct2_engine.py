@@ -21,6 +21,7 @@ import threading
 
 import numpy as np
 
+from ..directions import ModelLanguages
 from ..export.ct2_runtime import CT2Model
 from .constraint import SpellingIndex, plan_prefix
 from .engine import Completion, CompletionEngine
@@ -30,7 +31,9 @@ from .surfaces import token_surfaces
 class CT2CompletionEngine(CompletionEngine):
     def __init__(self, ct2_model: CT2Model, num_beams: int | None = None, num_alternatives: int = 3,
                  max_new_tokens: int | None = None, length_penalty: float | None = None,
-                 max_length_ratio: float | None = 1.5, source_prefix: str | None = None, cache_size: int = 16):
+                 max_length_ratio: float | None = 1.5, source_prefix: str | None = None, cache_size: int = 16,
+                 languages: ModelLanguages | None = None, source_lang: str | None = None,
+                 target_lang: str | None = None, pivot: str | None = None):
         # no super().__init__: there is no torch model; the attributes the shared methods read are set here
         self.ct2 = ct2_model
         self.model = None
@@ -52,6 +55,7 @@ class CT2CompletionEngine(CompletionEngine):
         # read by the shared methods (clear_cache) and the page; a CTranslate2 model's weights never change
         self._weights_lock = threading.RLock()
         self.weights_version = 0
+        self._set_direction(languages or ModelLanguages.of(ct2_model.language_config), source_lang, target_lang, pivot)
 
     @classmethod
     def from_pretrained(cls, name_or_path, device: str = "cpu", intra_threads: int = 0,
@@ -60,23 +64,35 @@ class CT2CompletionEngine(CompletionEngine):
         `trust_remote_code` is accepted for the same call as `CompletionEngine` and must stay False."""
         if trust_remote_code:
             raise ValueError("a CTranslate2 export runs no Python code of its own; drop --trust_remote_code.")
-        return cls(CT2Model(name_or_path, device=str(device), intra_threads=intra_threads), **options)
+        ct2_model = CT2Model(name_or_path, device=str(device), intra_threads=intra_threads)
+        options.setdefault("languages", ModelLanguages.of(ct2_model.language_config, None, name_or_path))
+        return cls(ct2_model, **options)
 
-    def encode(self, source: str) -> tuple[list[str], int]:
-        if source not in self._encoded:
+    def encode(self, source: str, target_lang: str | None = None) -> tuple[list[str], int]:
+        return self._encode(source, self.route(target_lang))
+
+    def _encode(self, source: str, route) -> tuple[list[str], int]:
+        key = (route.legs, source)  # per direction, as in the PyTorch engine
+        if key not in self._encoded:
             if len(self._encoded) >= self._cache_size:
                 self._encoded.pop(next(iter(self._encoded)))
+            if route.pivot is not None:  # the person completes the translation of the pivot text
+                source = self.ct2.translate([source], self.num_beams, self.length_penalty, self.max_new_tokens,
+                                            forced_bos_token_id=route.legs[0].forced_bos_token_id)[0]
             length = len(self.tokenizer(self.source_prefix + source)["input_ids"])
-            self._encoded[source] = (self.ct2.source_tokens(source), length)
-        return self._encoded[source]
+            self._encoded[key] = (self.ct2.source_tokens(source), length)
+        return self._encoded[key]
 
     # ---------------------------------------------------------------------------------------------
 
-    def complete(self, source: str, prefix: str = "", num_alternatives: int | None = None) -> Completion:
+    def complete(self, source: str, prefix: str = "", num_alternatives: int | None = None,
+                 target_lang: str | None = None) -> Completion:
+        route = self.route(target_lang)
         wanted = self.num_alternatives if num_alternatives is None else num_alternatives
         plan = plan_prefix(self.tokenizer, self.surfaces, prefix)
-        source_tokens, source_length = self.encode(source)
-        forced = [self.tokens[i] for i in plan.forced_ids]
+        source_tokens, source_length = self._encode(source, route)
+        # a multilingual model's language token leads the target prefix, before the typed words
+        forced = [self.tokens[i] for i in [*self._lead_ids(route.legs[-1]), *plan.forced_ids]]
         # the spelled tokens count against the budget, as generated tokens do in the PyTorch engine
         max_length = self.ct2.clip_length(len(forced) + self.new_token_budget(source_length, len(plan.forced_ids)))
         # every beam's hypothesis comes back and all are ranked by one score, so the best does not depend

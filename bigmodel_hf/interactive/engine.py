@@ -10,6 +10,12 @@ Beam search runs constrained to the prefix, then free (see `constraint.py`). The
 source sentence and its output is reused for every prefix the person tries on it, so each keystroke costs
 only decoder steps. Word probabilities are the model's own (unconstrained) probabilities of the tokens it
 chose, multiplied over the tokens of the word: the quantity an interface highlights when it is low.
+
+A multilingual model (`lang_to_id` in its config) completes in the language asked for (`target_lang`, at
+construction or per call): its token goes first in the decoder prefix, before the typed words, and the
+encoder outputs are kept per direction. With a pivot (`pivot="en"` and a direction the model was not trained
+on, see `directions.py`) the source is first translated into the pivot language, and the person completes
+the translation of that.
 """
 
 import math
@@ -22,8 +28,9 @@ import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, LogitsProcessorList
 from transformers.modeling_outputs import BaseModelOutput
 
-from ..decoding import decoding_settings
+from ..decoding import decoding_settings, translate_texts
 from ..devices import parse_device
+from ..directions import Leg, ModelLanguages, Route
 from ..pretrained import check_model_location, one_line_load_errors, source_prefix_of
 from .constraint import SpellingIndex, SpellPrefix, plan_prefix
 from .surfaces import token_surfaces
@@ -50,7 +57,8 @@ class CompletionEngine:
     def __init__(self, model, tokenizer, num_beams: int | None = None, num_alternatives: int = 3,
                  max_new_tokens: int | None = None, length_penalty: float | None = None,
                  max_length_ratio: float | None = 1.5,
-                 source_prefix: str | None = None, cache_size: int = 16):
+                 source_prefix: str | None = None, cache_size: int = 16, languages: ModelLanguages | None = None,
+                 source_lang: str | None = None, target_lang: str | None = None, pivot: str | None = None):
         self.model = model.eval()
         self.tokenizer = tokenizer
         settings = decoding_settings(model.generation_config, num_beams, length_penalty, max_new_tokens)
@@ -69,8 +77,10 @@ class CompletionEngine:
         self.start_id = model.config.decoder_start_token_id
         if self.start_id is None:
             self.start_id = tokenizer.bos_token_id
-        self._encoded: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self._encoded: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
         self._cache_size = cache_size
+        self._set_direction(languages or ModelLanguages.of(model.config, model.generation_config),
+                            source_lang, target_lang, pivot)
         # held for a whole completion: new weights (online adaptation) land between two completions, never in one
         self._weights_lock = threading.RLock()
         self.weights_version = 0
@@ -91,26 +101,51 @@ class CompletionEngine:
                                                           trust_remote_code=bool(trust_remote_code)).to(parse_device(device))
             tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=bool(trust_remote_code))
         options.setdefault("source_prefix", source_prefix_of(model.config, name_or_path))
+        options.setdefault("languages", ModelLanguages.of(model.config, model.generation_config, name_or_path))
         return cls(model, tokenizer, **options)
+
+    def _set_direction(self, languages: ModelLanguages, source_lang, target_lang, pivot) -> None:
+        """The default direction (checked now: a language the model does not write fails at start-up)."""
+        self.languages, self.source_lang, self.pivot = languages, source_lang, pivot
+        self.target_lang = target_lang or languages.default_target()
+        self.route(None)
+
+    def route(self, target_lang: str | None = None) -> Route:
+        """The route of a completion into `target_lang` (the engine's own when None); ValueError (one line)
+        for a language the model does not write."""
+        return self.languages.route(self.source_lang, target_lang or self.target_lang, self.pivot)
+
+    @staticmethod
+    def _lead_ids(leg: Leg) -> list[int]:
+        """Decoder tokens before the typed words: the target-language token of a multilingual model."""
+        return [] if leg.forced_bos_token_id is None else [leg.forced_bos_token_id]
 
     # ---------------------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def encode(self, source: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encoder states and attention mask of `source`, computed once and kept for the next prefixes."""
+    def encode(self, source: str, target_lang: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder states and attention mask of `source` in the direction of `target_lang`, computed once and
+        kept for the next prefixes."""
         with self._weights_lock:
-            return self._encode(source)
+            return self._encode(source, self.route(target_lang))
 
-    def _encode(self, source: str) -> tuple[torch.Tensor, torch.Tensor]:
-        if source in self._encoded:
-            self._encoded.move_to_end(source)
-            return self._encoded[source]
-        batch = self.tokenizer([self.source_prefix + source], return_tensors="pt").to(self.model.device)
+    def _encode(self, source: str, route: Route) -> tuple[torch.Tensor, torch.Tensor]:
+        # kept per direction: a pivot route encodes another text, and no direction reuses another's states
+        key = (route.legs, source)
+        if key in self._encoded:
+            self._encoded.move_to_end(key)
+            return self._encoded[key]
+        text = self.source_prefix + source
+        if route.pivot is not None:  # the model completes the translation of the pivot text
+            text = translate_texts(self.model, self.tokenizer, [text], num_beams=self.num_beams,
+                                   length_penalty=self.length_penalty, max_new_tokens=self.max_new_tokens + 1,
+                                   forced_bos_token_id=route.legs[0].forced_bos_token_id)[0]
+        batch = self.tokenizer([text], return_tensors="pt").to(self.model.device)
         states = self.model.get_encoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        self._encoded[source] = (states.last_hidden_state, batch["attention_mask"])
+        self._encoded[key] = (states.last_hidden_state, batch["attention_mask"])
         if len(self._encoded) > self._cache_size:
             self._encoded.popitem(last=False)
-        return self._encoded[source]
+        return self._encoded[key]
 
     def new_token_budget(self, source_tokens: int, forced_tokens: int) -> int:
         """Tokens the model may add after the prefix: `max_new_tokens`, or less under `max_length_ratio`
@@ -136,17 +171,21 @@ class CompletionEngine:
             self._encoded.clear()
             self.weights_version += 1
 
-    def complete(self, source: str, prefix: str = "", num_alternatives: int | None = None) -> Completion:
-        """The best completion of `prefix` as a translation of `source`, with its n-best alternatives."""
+    def complete(self, source: str, prefix: str = "", num_alternatives: int | None = None,
+                 target_lang: str | None = None) -> Completion:
+        """The best completion of `prefix` as a translation of `source` into `target_lang` (the engine's own
+        when None), with its n-best alternatives."""
         with self._weights_lock:
-            return self._complete(source, prefix, num_alternatives)
+            return self._complete(source, prefix, num_alternatives, self.route(target_lang))
 
     @torch.no_grad()
-    def _complete(self, source: str, prefix: str, num_alternatives: int | None) -> Completion:
+    def _complete(self, source: str, prefix: str, num_alternatives: int | None, route: Route) -> Completion:
         wanted = self.num_alternatives if num_alternatives is None else num_alternatives
         plan = plan_prefix(self.tokenizer, self.surfaces, prefix)
-        states, mask = self.encode(source)
-        start = torch.tensor([[self.start_id, *plan.forced_ids]], device=self.model.device)
+        states, mask = self._encode(source, route)
+        lead = self._lead_ids(route.legs[-1])
+        # [start, language token (multilingual), typed whole words]: the language comes first, as in training
+        start = torch.tensor([[self.start_id, *lead, *plan.forced_ids]], device=self.model.device)
         processors = LogitsProcessorList([SpellPrefix(self.spelling, plan.required, start.shape[1])]
                                          if plan.required else [])
         out = self.model.generate(

@@ -23,9 +23,11 @@ from .engine import Completion, CompletionEngine
 
 
 class TranslationSession:
-    def __init__(self, engine: CompletionEngine, source: str):
+    def __init__(self, engine: CompletionEngine, source: str, target_lang: str | None = None):
+        """`target_lang`: the language a multilingual engine completes in (None: the engine's own)."""
         self.engine = engine
         self.source = source
+        self.target_lang = target_lang
         self.accepted: list[str] = []   # words before the cursor, taken as final
         self.typed = ""                 # the person's text after the cursor, possibly ending mid-word
         self.completions = 0            # how many times the model was asked (one per edit)
@@ -38,7 +40,8 @@ class TranslationSession:
         return f"{accepted} {self.typed}" if accepted and self.typed else (accepted + " " if accepted else self.typed)
 
     def _complete(self) -> Completion:
-        completion = self.engine.complete(self.source, self.prefix)
+        direction = {"target_lang": self.target_lang} if self.target_lang else {}
+        completion = self.engine.complete(self.source, self.prefix, **direction)
         self.completions += 1  # counted once it succeeded: a failed edit leaves the session as it was
         return completion
 
@@ -125,8 +128,12 @@ class CorrectionLog:
                     raise ValueError(f"corrections file {path} does not end with a newline (cut short?); "
                                      "fix its last line before appending to it")
 
-    def append(self, source: str, translation: str) -> None:
-        line = translation_line(source, translation, self.source_lang, self.target_lang)
+    def append(self, source: str, translation: str, target_lang: str | None = None) -> None:
+        """`target_lang`: the language of this translation, when not the log's own (a multilingual model)."""
+        target_lang = target_lang or self.target_lang
+        if target_lang == self.source_lang:
+            raise ValueError(f"source and target language are both {target_lang!r}")
+        line = translation_line(source, translation, self.source_lang, target_lang)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as file:
             file.write(line)

@@ -4,7 +4,7 @@ A token's surface is the UTF-8 text it contributes when a sequence is decoded, i
 turned into a space: `▁gato` -> b" gato" (SentencePiece / Metaspace), `Ġgato` -> b" gato" (byte-level BPE).
 Bytes, not str, because a byte-level token may hold half of a multi-byte character; concatenating the
 surfaces of a sequence and decoding once gives the decoded text (up to a leading space).
-Special tokens (pad, BOS, EOS, unk) have an empty surface: decoding skips them.
+Special tokens (pad, BOS, EOS, unk, language tokens) have an empty surface: decoding skips them.
 """
 
 import json
@@ -42,7 +42,10 @@ def token_surfaces(tokenizer) -> list[bytes]:
     """`surfaces[id]` = the bytes token `id` contributes to decoded text; b"" for special tokens."""
     kinds = _decoder_kinds(tokenizer)
     alphabet = _byte_level_alphabet() if "ByteLevel" in kinds else None
-    special = set(tokenizer.all_special_ids)
+    # also the tokens added as special in the tokenizers backend (a multilingual model's `__de__`), which
+    # transformers 5 does not list in all_special_ids but decoding skips all the same
+    special = set(tokenizer.all_special_ids) | {index for index, token in
+                                                getattr(tokenizer, "added_tokens_decoder", {}).items() if token.special}
     surfaces = [b""] * len(tokenizer)
     for token, index in tokenizer.get_vocab().items():
         if index in special or index >= len(surfaces):

@@ -34,7 +34,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from importlib.resources import files
 from urllib.parse import parse_qs, urlsplit
 
-from .api_fields import ApiError, Flag, Text, Whole, check_fields, parse_body
+from .api_fields import ApiError, Choice, Flag, Text, Whole, check_fields, parse_body
 from .session import CorrectionLog, TranslationSession
 
 MAX_BODY = 64 * 1024
@@ -64,6 +64,8 @@ class InteractiveApp:
     `ACTIONS` is the one list of what `POST /api/<action>` can do: the method that does it and the fields
     it takes (checked by `api_fields.check_fields` before the method runs). A new action is one entry
     here and one method; what the page should draw goes into `state()`. The HTTP layer needs no change.
+    The language fields (`language`, `start`'s `target_lang`) are added per instance: their allowed values
+    are the target languages of the engine's model.
     """
 
     ACTIONS = {
@@ -86,6 +88,17 @@ class InteractiveApp:
         self.owner: str | None = None  # the tab whose actions the session follows
         self.lock = threading.Lock()  # one model, one session: requests take turns
         self.last_ms = 0.0
+        # a multilingual engine writes any of its target languages: the page's selector offers those (and the
+        # API accepts only those); a bilingual one offers none
+        languages = getattr(engine, "languages", None)
+        source_lang = getattr(engine, "source_lang", None)
+        self.targets = sorted(code for code in languages.targets if code != source_lang) \
+            if languages is not None and languages.multilingual else []
+        self.target_lang = getattr(engine, "target_lang", None) if self.targets else None
+        language = Choice(tuple(self.targets), required=True)
+        self.ACTIONS = {**self.ACTIONS, "start": ("_start", {"source": Text(required=True),
+                                                             "target_lang": Choice(tuple(self.targets))}),
+                        "language": ("_language", {"target_lang": language})}
 
     def handle(self, action: str, body: dict, tab: str | None = None) -> dict:
         """Do `action` with the request's JSON `body` for browser tab `tab`; the new state, or ApiError.
@@ -118,14 +131,21 @@ class InteractiveApp:
     def _claim(self) -> None:
         pass  # the ownership change above is the whole action
 
-    def _start(self, source: str) -> None:
+    def _start(self, source: str, target_lang: str | None = None) -> None:
         source = " ".join(source.split())
         if not source:
             raise ApiError(400, "give a source sentence")
-        self.session = TranslationSession(self.engine, source)
+        self.session = TranslationSession(self.engine, source, target_lang or self.target_lang)
+        self.target_lang = target_lang or self.target_lang  # chosen once the session exists
+
+    def _language(self, target_lang: str) -> None:
+        """The selector: later sentences go into `target_lang`, and the open one is proposed afresh in it."""
+        if self.session is not None:
+            self.session = TranslationSession(self.engine, self.session.source, target_lang)
+        self.target_lang = target_lang
 
     def _next(self) -> None:
-        self.session = TranslationSession(self.engine, self.queue[0]) if self.queue else None
+        self.session = TranslationSession(self.engine, self.queue[0], self.target_lang) if self.queue else None
         if self.queue:  # taken off the queue only once its session exists
             self.queue.pop(0)
 
@@ -148,7 +168,7 @@ class InteractiveApp:
         if prefix_only and text is not None:
             raise ApiError(400, "give 'text' or 'prefix_only', not both")
         translation = session.approve_prefix() if prefix_only else session.approve(text)
-        self.log.append(session.source, translation)
+        self.log.append(session.source, translation, session.target_lang)
         if self.adapter is not None:  # queued: the update runs while the next proposal is served
             self.adapter.learn(session.source, translation)
         self.saved += 1
@@ -158,7 +178,9 @@ class InteractiveApp:
     def state(self) -> dict:
         state = {"saved": self.saved, "queued": len(self.queue), "threshold": self.threshold,
                  "log": str(self.log.path), "ms": round(self.last_ms, 1), "session": None,
-                 "adaptation": None}
+                 "adaptation": None, "languages": {"targets": self.targets, "target_lang": self.target_lang}}
+        if self.targets:
+            state["languages"]["route"] = self.engine.route(self.target_lang).describe()
         if self.adapter is not None:
             status = self.adapter.status()
             state["adaptation"] = {key: status[key] for key in ("learned", "queued", "last_update", "error")}

@@ -21,7 +21,7 @@ async function send(action, body) {
   const payload = await response.json();
   if (response.status === 409) {  // another tab took the session over: stop sending anything
     lost = true;
-    document.querySelectorAll("button, input, textarea").forEach((element) => { element.disabled = true; });
+    document.querySelectorAll("button, input, textarea, select").forEach((element) => { element.disabled = true; });
   }
   if (!response.ok) { $("error").textContent = payload.error; return; }
   $("error").textContent = "";
@@ -40,8 +40,19 @@ function adaptation() {  // with --adapt: how many approvals the model learned f
   return ` · model learned from ${a.learned} approval(s)${when}` + (a.queued ? ` (${a.queued} learning)` : "");
 }
 
+function drawLanguages() {  // a multilingual model: the languages it writes, the one chosen, and the route
+  const languages = state.languages, select = $("target-lang");
+  $("direction").hidden = languages.targets.length === 0;
+  if (select.options.length !== languages.targets.length) {
+    select.replaceChildren(...languages.targets.map((code) => new Option(code, code)));
+  }
+  if (languages.target_lang !== null) select.value = languages.target_lang;
+  $("route").textContent = languages.route || "";
+}
+
 function draw(next) {
   state = next;
+  drawLanguages();
   const session = state.session, proposal = $("proposal"), alternatives = $("alternatives");
   proposal.replaceChildren(); alternatives.replaceChildren();
   if (!session) {
@@ -98,6 +109,8 @@ function acceptNextWord() {  // Tab: the word being typed, or the next proposed 
   });
 }
 $("translate").addEventListener("click", () => { $("typed").value = ""; call("start", {source: $("source").value}); });
+$("target-lang").addEventListener("change", () => { flushTyping(); $("typed").value = "";
+  call("language", {target_lang: $("target-lang").value}); });
 $("next").addEventListener("click", () => { $("typed").value = ""; call("next"); });
 $("approve").addEventListener("click", () => { flushTyping(); $("typed").value = ""; call("approve", {}); });
 $("approve-accepted").addEventListener("click", () => { flushTyping(); $("typed").value = ""; call("approve", {prefix_only: true}); });
