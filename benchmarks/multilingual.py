@@ -154,23 +154,18 @@ def scored(outputs: list[str], pairs: list[tuple[str, str]], target: str, identi
 
 
 def load_model(folder: Path):
-    from transformers import AutoTokenizer
+    """A `Translator` of the folder, as a user opens it (the direction is chosen per call)."""
+    from bigmodel_hf.translator import Translator
 
-    from bigmodel_hf import BigModelForSeq2SeqLM
-
-    model = BigModelForSeq2SeqLM.from_pretrained(folder).eval()
-    return model, AutoTokenizer.from_pretrained(folder)
+    return Translator.from_pretrained(folder, engine="torch")
 
 
-def translate(model, tokenizer, texts: list[str], target: str | None, num_beams: int) -> list[str]:
-    """`texts` into `target` (a multilingual model starts from that language's token; a bilingual one has
-    only its own direction)."""
-    from bigmodel_hf.decoding import translate_texts
-
-    lang_to_id = getattr(model.config, "lang_to_id", None)
-    forced = {"forced_bos_token_id": lang_to_id[target]} if lang_to_id and target else {}
-    return translate_texts(model, tokenizer, texts, num_beams=num_beams, max_new_tokens=256, batch_size=32,
-                           max_source_length=256, **forced)
+def translate(translator, texts: list[str], num_beams: int, source: str | None = None, target: str | None = None,
+              pivot: str | None = None) -> list[str]:
+    """`texts` from `source` into `target` (a multilingual model; a bilingual one has only its own direction),
+    through `pivot` when given. Up to 256 new tokens for every model alike."""
+    return translator(texts, num_beams=num_beams, max_new_tokens=256, batch_size=32, source_lang=source,
+                      target_lang=target, pivot=pivot)
 
 
 def score_models(args) -> dict:
@@ -185,10 +180,10 @@ def score_models(args) -> dict:
         if not (folder / "config.json").is_file():
             print(f"en-{language}: no bilingual model in {folder}; left out", flush=True)
             continue
-        model, tokenizer = load_model(folder)
+        translator = load_model(folder)
         pairs = validation_pairs("en", language, args.languages)[: args.max_rows]
         started = time.process_time()
-        outputs = translate(model, tokenizer, [s for s, _ in pairs], None, args.num_beams)
+        outputs = translate(translator, [s for s, _ in pairs], args.num_beams)
         report["bilingual"][f"en-{language}"] = {**scored(outputs, pairs, language, identifier),
                                                  "cpu_seconds": round(time.process_time() - started, 1),
                                                  **arm_summary(folder)}
@@ -213,8 +208,9 @@ def arm_summary(folder: Path) -> dict:
 
 
 def score_multilingual(folder: Path, args, identifier: OffTarget) -> dict:
-    model, tokenizer = load_model(folder)
-    trained = list(model.config.language_pairs or [])
+    translator = load_model(folder)
+    config = translator.model.config
+    trained = list(config.language_pairs or [])
     out: dict = {"directions": {}, "zero_shot": {}, **arm_summary(folder)}
     info = folder / "run_info.json"
     if info.is_file():
@@ -228,7 +224,7 @@ def score_multilingual(folder: Path, args, identifier: OffTarget) -> dict:
             continue
         pairs = validation_pairs(source, target, args.languages)[: args.max_rows]
         started = time.process_time()
-        outputs = translate(model, tokenizer, [s for s, _ in pairs], target, args.num_beams)
+        outputs = translate(translator, [s for s, _ in pairs], args.num_beams, source, target)
         out["directions"][direction] = {**scored(outputs, pairs, target, identifier),
                                         "cpu_seconds": round(time.process_time() - started, 1)}
         print(f"multilingual {direction}: {out['directions'][direction]}", flush=True)
@@ -236,14 +232,12 @@ def score_multilingual(folder: Path, args, identifier: OffTarget) -> dict:
         source, target = direction.split("-", 1)
         if not {source, target} <= set(args.languages):
             continue
-        if target not in (model.config.lang_to_id or {}) or f"{source}-en" not in trained:
-            continue  # the model must write the target and have read the source
+        if f"{source}-en" not in trained or f"en-{target}" not in trained:
+            continue  # the pivot's two legs must be trained directions
         pairs = validation_pairs(source, target, args.languages)[: args.zero_shot_rows]
         sources = [s for s, _ in pairs]
-        direct = translate(model, tokenizer, sources, target, args.num_beams)
-        # through English: two calls of the same model (source -> en, en -> target)
-        english = translate(model, tokenizer, sources, "en", args.num_beams)
-        pivot = translate(model, tokenizer, english, target, args.num_beams)
+        direct = translate(translator, sources, args.num_beams, source, target)  # zero-shot: the translator warns
+        pivot = translate(translator, sources, args.num_beams, source, target, pivot="en")  # source -> en -> target
         out["zero_shot"][direction] = {"direct": scored(direct, pairs, target, identifier),
                                        "pivot": scored(pivot, pairs, target, identifier)}
         print(f"zero-shot {direction}: {out['zero_shot'][direction]}", flush=True)
