@@ -336,6 +336,50 @@ def write_results(report: dict, json_path: Path, page_path: Path) -> None:
     print(f"wrote {json_path} and {page_path}", flush=True)
 
 
+def compare_tokenizers(args) -> dict:
+    """The shared tokenizer as the recipe trains it for (b) (balanced sample, every character, placeholders)
+    against one trained on all routed training text as a bilingual run would: tokens per word (per character
+    for ja/zh) on the validation text, placeholders cut into several tokens, <unk> rate, CPU seconds."""
+    from datasets import Dataset
+
+    from bigmodel_hf.multilingual_vocabulary import PLACEHOLDER, texts_by_language, tokens_per_unit
+    from bigmodel_hf.tokenization import train_translation_tokenizer
+    from bigmodel_hf.training.multilingual import multilingual_tokenizer_inputs
+
+    def rows(split):  # routed as the recipe routes them: each en_X row serves en-X and X-en
+        out = []
+        for code in args.languages:
+            for row in read_rows(DATA / f"en_{code}" / f"{split}.jsonl"):
+                if row.get("en") and row.get(code):
+                    out += [(row["en"], row[code], "en", code), (row[code], row["en"], code, "en")]
+        return out
+
+    train = rows("train")
+    columns = ("source", "target", "source_lang", "target_lang")
+    train = Dataset.from_dict({name: [row[i] for row in train] for i, name in enumerate(columns)})
+    validation = texts_by_language(rows("validation"))
+    texts = [text for by_language in validation.values() for text in by_language]
+    placeholders = [match for text in texts for match in PLACEHOLDER.findall(text)]
+    out = {}
+    for name in ("balanced", "all_text"):
+        started = time.process_time()
+        if name == "balanced":
+            sample, settings = multilingual_tokenizer_inputs(train, seed=42)
+            tokenizer = train_translation_tokenizer(sample, vocab_size=args.vocab_size, **settings)
+        else:
+            tokenizer = train_translation_tokenizer(train, vocab_size=args.vocab_size)
+        ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+        out[name] = {"cpu_seconds": round(time.process_time() - started, 1),
+                     "per_unit": {code: next(v for k, v in n.items() if k.startswith("tokens_per"))
+                                  for code, n in tokens_per_unit(tokenizer, validation).items()},
+                     "placeholders": len(placeholders),
+                     "placeholders_in_several_tokens": sum(len(tokenizer.tokenize(" " + p)) > 1 for p in placeholders),
+                     "unk_percent": round(100 * sum(row.count(tokenizer.unk_token_id) for row in ids) /
+                                          max(1, sum(map(len, ids))), 4)}
+    print(json.dumps(out, indent=1), flush=True)
+    return out
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="phase", required=True)
@@ -361,9 +405,12 @@ def main(argv=None) -> None:
     score.add_argument("--zero_shot_rows", type=int, default=300, help="rows per zero-shot direction")
     score.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "multilingual.md",
                        help="the page; the JSON goes beside it (multilingual.json)")
+    tokenizers = sub.add_parser("tokenizers", help="the shared tokenizer: balanced sample vs all text")
+    tokenizers.add_argument("--languages", nargs="+", default=LANGUAGES)
+    tokenizers.add_argument("--vocab_size", type=int, default=16000)
     page_only = sub.add_parser("page", help="rewrite the page from the JSON of an earlier `score`")
     page_only.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "multilingual.md")
-    for phase in (bilingual, multilingual, score, page_only):
+    for phase in (bilingual, multilingual, score, tokenizers, page_only):
         phase.add_argument("--work_dir", type=Path, default=ROOT / "outputs" / "benchmark_multilingual")
         phase.add_argument("--cpu", type=int, default=None, help="pin the arm to this core (taskset)")
     args = parser.parse_args(argv)
@@ -375,6 +422,8 @@ def main(argv=None) -> None:
     elif args.phase == "score":
         report = score_models(args)
         write_results(report, args.results.with_suffix(".json"), args.results)
+    elif args.phase == "tokenizers":
+        compare_tokenizers(args)
     elif args.phase == "page":
         report = json.loads(args.results.with_suffix(".json").read_text())
         write_results(report, args.results.with_suffix(".json"), args.results)

@@ -346,3 +346,15 @@ def test_the_benchmark_scores_a_multilingual_model_per_direction_zero_shot_and_o
     de = report["bilingual"]["en-de"]
     assert f"| en-de | 8 | {de['bleu']} | {de['chrf']} |" in text and "| de-ja | 6 |" in text and "## Targets" in text
     assert json.loads((tmp_path / "m.json").read_text())["multilingual"]["zero_shot"] == report["multilingual"]["zero_shot"]
+
+
+def test_the_benchmark_compares_the_shared_tokenizer_with_one_trained_on_all_text(shared_data):
+    from argparse import Namespace
+
+    from benchmark_scripts import load_benchmark
+
+    out = load_benchmark("multilingual").compare_tokenizers(Namespace(languages=["pt_BR", "ja"], vocab_size=3000))
+    for name in ("balanced", "all_text"):
+        assert set(out[name]["per_unit"]) == {"en", "pt_BR", "ja"} and out[name]["placeholders"] > 100
+    # the placeholders the data repeats are single tokens only in the shared tokenizer
+    assert out["balanced"]["placeholders_in_several_tokens"] < out["all_text"]["placeholders_in_several_tokens"]
