@@ -3,7 +3,8 @@
     python benchmarks/multilingual.py train-bilingual --minutes 7.5 --cpu 0
     python benchmarks/multilingual.py train-multilingual --minutes 60 --cpu 1
     pip install -e ".[benchmarks]"   # lingua-language-detector, for the off-target rate
-    python benchmarks/multilingual.py score        # -> <work_dir>/scores.json + benchmarks/results/multilingual.md
+    python benchmarks/multilingual.py score        # -> benchmarks/results/multilingual.{json,md}
+    python benchmarks/multilingual.py tokenizers   # (b)'s shared tokenizer vs one trained on all text
 
 Arms, on `../shared/data/l10n` (software messages, English -> es, de, fr, it, pt_BR, ru, ja, zh_CN):
 (a) `train-bilingual`: eight en->X models, one after the other, each `--minutes` of CPU time;
