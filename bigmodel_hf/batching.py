@@ -39,7 +39,13 @@ class LMBlockCollator:
     may be shorter and is padded on the right (labels -100, attention 0), so no position shifts.
 
     Labels are the blocks' own `labels` (the inputs when absent), never derived from the pad id: LM
-    tokenizers often pad with EOS, and the EOS between documents must still be learned."""
+    tokenizers often pad with EOS, and the EOS between documents must still be learned.
+
+    Blocks with `position_ids` (`pack_lm_blocks(..., packing="documents")`) keep their documents apart: the
+    position ids go to the model and no `attention_mask` does, which is how transformers' masking_utils
+    recognises packed documents (as for `DataCollatorWithFlattening`) and makes attention block-diagonal.
+    Padding is on the right, so causal attention never reaches it without a mask. As that collator does,
+    the label of each document's first token is -100: nothing before it in its own document predicts it."""
 
     def __init__(self, pad_token_id: int):
         self.pad_token_id = pad_token_id
@@ -47,11 +53,22 @@ class LMBlockCollator:
     def __call__(self, features: list[dict]) -> dict:
         ids = [torch.tensor(f["input_ids"]) for f in features]
         labels = [torch.tensor(f.get("labels", f["input_ids"])) for f in features]
-        return {
+        batch = {
             "input_ids": pad_sequence(ids, batch_first=True, padding_value=self.pad_token_id),
             "labels": pad_sequence(labels, batch_first=True, padding_value=-100),
-            "attention_mask": pad_sequence([torch.ones_like(i) for i in ids], batch_first=True, padding_value=0),
         }
+        if "position_ids" not in features[0]:
+            batch["attention_mask"] = pad_sequence([torch.ones_like(i) for i in ids], batch_first=True,
+                                                   padding_value=0)
+            return batch
+        positions = pad_sequence([torch.tensor(f["position_ids"]) for f in features], batch_first=True,
+                                 padding_value=0)  # (batch, seq); each pad its own one-token "document"
+        batch["labels"] = batch["labels"].masked_fill(positions == 0, -100)
+        batch["position_ids"] = positions
+        # masking_utils looks for packed documents only without a cache; Llama, GPT-2 (and BigModel before
+        # issue 19) make an empty one whenever config.use_cache is on, training included.
+        batch["use_cache"] = False
+        return batch
 
 
 # --------------------------------------------------------------------------------------------------
@@ -167,16 +184,27 @@ class TokenBudgetBatchSampler(Sampler):
 # LM packing
 
 
+PACKING_MODES = ("documents", "concat")
+
+
 def pack_lm_blocks(dataset, block_size: int, *, eos_token_id: int, drop_remainder: bool = True,
-                   with_labels: bool = True):
+                   with_labels: bool = True, packing: str = "concat"):
     """Concatenate documents' `input_ids` with EOS between them and cut `block_size`-token blocks.
 
     Each document gets EOS appended unless it already ends with it. With `drop_remainder` the last
     partial block is dropped (logged with its token count); otherwise it is kept, shorter.
+
+    `packing="concat"` is `run_clm.py`'s grouping: a block is one sequence, so a token attends to the end of
+    the previous, unrelated document. `packing="documents"` adds `position_ids` that restart at 0 at each
+    document and at each block start (a document cut by a block boundary goes on in the next block as if
+    it began there); `LMBlockCollator` turns them into block-diagonal attention.
     """
+    if packing not in PACKING_MODES:
+        raise ValueError(f"packing must be one of {list(PACKING_MODES)}, got {packing!r}")
     if isinstance(dataset, datasets.DatasetDict):
         return datasets.DatasetDict({split: pack_lm_blocks(ds, block_size, eos_token_id=eos_token_id,
-                                                           drop_remainder=drop_remainder, with_labels=with_labels)
+                                                           drop_remainder=drop_remainder, with_labels=with_labels,
+                                                           packing=packing)
                                      for split, ds in dataset.items()})
     if block_size < 2:
         raise ValueError("block_size must be at least 2")
@@ -199,6 +227,20 @@ def pack_lm_blocks(dataset, block_size: int, *, eos_token_id: int, drop_remainde
                         "lower block_size or add text.")
     bounds = list(range(0, blocks * block_size + 1, block_size)) + ([len(stream)] if keep_rest else [])
     used = len(stream) if keep_rest else blocks * block_size
-    ids = pa.ListArray.from_arrays(pa.array(bounds, pa.int32()), pa.array(stream[:used], pa.int32()))
+    offsets_array = pa.array(bounds, pa.int32())
+    ids = pa.ListArray.from_arrays(offsets_array, pa.array(stream[:used], pa.int32()))
     columns = {"input_ids": ids, "labels": ids} if with_labels else {"input_ids": ids}
+    if packing == "documents":
+        document_ends = ends + np.cumsum(needs_eos)  # one past each document's EOS, in `stream`
+        positions = _document_positions(used, document_ends, block_size)
+        columns["position_ids"] = pa.ListArray.from_arrays(offsets_array, pa.array(positions, pa.int32()))
     return datasets.Dataset(InMemoryTable(pa.table(columns)))
+
+
+def _document_positions(length: int, document_ends: np.ndarray, block_size: int) -> np.ndarray:
+    """Each token's index within its document piece: 0 where a document or a block starts, then counting up."""
+    starts = np.zeros(length, dtype=bool)
+    starts[::block_size] = True
+    starts[document_ends[document_ends < length]] = True
+    index = np.arange(length, dtype=np.int64)
+    return (index - np.maximum.accumulate(np.where(starts, index, 0))).astype(np.int32)

@@ -524,16 +524,15 @@ class BigModelDecoder(BigModelPreTrainedModel):
         if inputs_embeds is None:
             check_token_ids(input_ids, self.config.vocab_size)
             inputs_embeds = self.embed_tokens(input_ids)  # (batch, tgt_len, d_model)
-        if use_cache and cache is None:
-            cache = (
-                EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
-                if encoder_hidden_states is not None
-                else DynamicCache(config=self.config)
-            )
         self_attn_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
         if position_ids is None:
             position_ids = _positions(inputs_embeds, self_attn_cache.get_seq_length() if cache is not None else 0)
 
+        # The mask is built against the caller's cache, before a fresh one is made below: masking_utils reads
+        # packed documents from position ids that restart (block-diagonal causal attention, as for
+        # `DataCollatorWithFlattening`) only when there is no cache and no 2D mask, and an empty new cache
+        # would otherwise switch that off in every training forward (config.use_cache defaults to True).
+        # Without packing, an empty cache and no cache give the same mask.
         causal_mask = create_causal_mask(
             config=self.config,
             inputs_embeds=inputs_embeds,
@@ -541,6 +540,12 @@ class BigModelDecoder(BigModelPreTrainedModel):
             cache=self_attn_cache,
             position_ids=position_ids,
         )
+        if use_cache and cache is None:
+            cache = (
+                EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+                if encoder_hidden_states is not None
+                else DynamicCache(config=self.config)
+            )
         if encoder_hidden_states is not None:
             encoder_attention_mask = create_bidirectional_mask(
                 config=self.config,

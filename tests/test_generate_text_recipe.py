@@ -7,6 +7,7 @@ import math
 import runpy
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -66,21 +67,28 @@ def texts_of(corpus: Path) -> list[str]:
 
 
 @torch.no_grad()
-def perplexity_of(model, tokenizer, texts: list[str], block_size: int = BLOCK) -> float:
-    """Independent of the recipe: concatenate documents (EOS after each), score blocks one at a time."""
-    stream = []
-    for text in texts:
+def perplexity_of(model, tokenizer, texts: list[str], block_size: int = BLOCK, packing: str = "concat") -> float:
+    """Independent of the recipe: concatenate documents (EOS after each), cut blocks, score them one at a time;
+    with `packing="documents"` each block's document pieces are scored alone (a piece's first token unscored)."""
+    stream, piece_of = [], []
+    for number, text in enumerate(texts):
         ids = tokenizer(text)["input_ids"]
-        stream += ids if ids and ids[-1] == tokenizer.eos_token_id else ids + [tokenizer.eos_token_id]
+        ids = ids if ids and ids[-1] == tokenizer.eos_token_id else ids + [tokenizer.eos_token_id]
+        stream += ids
+        piece_of += [number] * len(ids)
     model.eval()
     nll, count = 0.0, 0
     for start in range(0, len(stream), block_size):
-        block = torch.tensor([stream[start:start + block_size]])
-        if block.shape[1] < 2:
-            continue
-        logits = model(input_ids=block).logits[0, :-1].float()
-        nll += F.cross_entropy(logits, block[0, 1:], reduction="sum").item()
-        count += block.shape[1] - 1
+        block, owners = stream[start:start + block_size], piece_of[start:start + block_size]
+        pieces = [block] if packing == "concat" else [
+            [token for token, owner in zip(block, owners) if owner == number] for number in dict.fromkeys(owners)]
+        for piece in pieces:
+            if len(piece) < 2:
+                continue
+            ids = torch.tensor([piece])
+            logits = model(input_ids=ids).logits[0, :-1].float()
+            nll += F.cross_entropy(logits, ids[0, 1:], reduction="sum").item()
+            count += ids.shape[1] - 1
     return math.exp(nll / count)
 
 
@@ -129,6 +137,20 @@ def test_reloaded_model_scores_the_reported_perplexity(trained, corpus):
     assert perplexity_of(model, tokenizer, texts_of(corpus)) == pytest.approx(validation["perplexity"], rel=1e-4)
     stream_tokens = sum(len(tokenizer(t)["input_ids"]) for t in texts_of(corpus))  # each text ends with EOS
     assert validation["tokens"] == stream_tokens - validation["blocks"]  # every token scored except block starts
+
+
+def test_documents_packing_scores_each_document_piece_alone(corpus, tmp_path):
+    results = run(tiny_run(corpus, tmp_path, packing="documents", **{**QUICK, "max_steps": 30, "eval_steps": 30,
+                                                                     "save_steps": 30, "learning_rate": 5e-3}))
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(tmp_path), AutoTokenizer.from_pretrained(tmp_path)
+    validation = results["validation"]
+    # each document piece of a block scored alone, its first token unscored; not what concat blocks give
+    assert perplexity_of(model, tokenizer, texts_of(corpus), packing="documents") == pytest.approx(
+        validation["perplexity"], rel=1e-4)
+    assert perplexity_of(model, tokenizer, texts_of(corpus)) != pytest.approx(validation["perplexity"], rel=1e-4)
+    lengths = [len(tokenizer(t)["input_ids"]) for t in texts_of(corpus)]  # each text ends with EOS
+    starts = {0} | set(np.cumsum(lengths)[:-1].tolist()) | set(range(0, sum(lengths), BLOCK))
+    assert validation["tokens"] == sum(lengths) - len(starts)  # every token scored except piece starts
 
 
 def test_resume_continues_from_the_last_checkpoint(corpus, tmp_path):
@@ -185,8 +207,8 @@ def test_fine_tunes_a_tiny_gpt2(corpus, tmp_path):
                         bos_token_id=1, eos_token_id=2)
     GPT2LMHeadModel(config).save_pretrained(tmp_path / "gpt2")
     tokenizer.save_pretrained(tmp_path / "gpt2")
-    results = run(tiny_run(corpus, tmp_path / "out", model_name_or_path=tmp_path / "gpt2", **{**QUICK,
-                           "num_sample_outputs": 1}))
+    results = run(tiny_run(corpus, tmp_path / "out", model_name_or_path=tmp_path / "gpt2", packing="documents",
+                           **{**QUICK, "num_sample_outputs": 1}))  # GPT-2 passes the packed-documents probe
     assert results["validation"]["perplexity"] < results["validation"]["perplexity_at_start"]
     assert json.loads((tmp_path / "out" / "config.json").read_text())["model_type"] == "gpt2"
 
@@ -271,7 +293,8 @@ def test_accumulation_activation_checkpointing_and_bf16_options(corpus, tmp_path
     "argv, hint",
     [(["--use_peft"], "use_peft trains adapters on a pretrained checkpoint"),
      (["--model_name_or_path", "x", "--merge_lora"], "merge_lora needs use_peft"),
-     (["--block_size", "0"], "block_size must be a positive")],
+     (["--block_size", "0"], "block_size must be a positive"),
+     (["--packing", "flat"], "packing must be one of documents, concat, got 'flat'")],
 )
 def test_config_errors_stop_the_recipe_at_start(argv, hint, tmp_path):
     recipe = runpy.run_path(str(RECIPE))

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, TrainingArguments
 
-from ..batching import LMBlockCollator, pack_lm_blocks
+from ..batching import PACKING_MODES, LMBlockCollator, pack_lm_blocks
 from ..convert import convert_llama_model
 from ..data import load_lm_dataset
 from ..decoding import continue_texts, is_sharded
@@ -27,6 +27,7 @@ from .config import RunConfig, parse_run_config
 from .data_spec import resolve_data_spec, share_generated_data
 from .defaults import LM_DEFAULTS
 from .lora import add_lora, save_lora_result
+from .packing import check_model_separates_documents
 from .rerun import completed_run
 from .runs import (
     capped, check_model_settings, finish_run, record_run, sized_to_tokenizer, start_run, take_over_trainer_push,
@@ -51,6 +52,8 @@ def check_lm_settings(run_config: RunConfig) -> None:
     model_args, lm, args = run_config.model, run_config.lm, run_config.training
     pretrained = bool(model_args.model_name_or_path)
     problems = [
+        (run_config.data.packing not in PACKING_MODES,
+         f"packing must be one of {', '.join(PACKING_MODES)}, got {run_config.data.packing!r}"),
         (lm.convert_to_bigmodel and not pretrained,
          "convert_to_bigmodel needs --model_name_or_path (a Llama checkpoint)"),
         (lm.use_peft and not pretrained,
@@ -151,10 +154,12 @@ def run_text_generation(run_config: RunConfig) -> dict:
         raw = load_text_data(data, args.output_dir, args.seed, write_files=args.should_save)
     tokenizer = build_tokenizer(model_args, lm, raw, args, resuming=resume is not None)
     model = build_model(model_args, lm, tokenizer, data.block_size, expected)
+    if data.packing == "documents":
+        check_model_separates_documents(model)
     record_run(run_config, data)
     tokenized = tokenize_lm_dataset(raw, tokenizer, num_proc=data.preprocessing_num_workers)
     blocks = {split: capped(pack_lm_blocks(documents, data.block_size, eos_token_id=tokenizer.eos_token_id,
-                                           drop_remainder=split == "train"),
+                                           drop_remainder=split == "train", packing=data.packing),
                             None if split == "train" else data.max_eval_samples)
               for split, documents in tokenized.items()}
     push = take_over_trainer_push(args)  # pushed once at the end, with the card, instead of per checkpoint
