@@ -3,7 +3,8 @@
     python benchmarks/multilingual.py train-bilingual --minutes 7.5 --cpu 0
     python benchmarks/multilingual.py train-multilingual --minutes 60 --cpu 1
     pip install -e ".[benchmarks]"   # lingua-language-detector, for the off-target rate
-    python benchmarks/multilingual.py score        # -> <work_dir>/scores.json + benchmarks/results/multilingual.md
+    python benchmarks/multilingual.py score        # -> benchmarks/results/multilingual.{json,md}
+    python benchmarks/multilingual.py tokenizers   # (b)'s shared tokenizer vs one trained on all text
 
 Arms, on `../shared/data/l10n` (software messages, English -> es, de, fr, it, pt_BR, ru, ja, zh_CN):
 (a) `train-bilingual`: eight en->X models, one after the other, each `--minutes` of CPU time;
@@ -154,23 +155,18 @@ def scored(outputs: list[str], pairs: list[tuple[str, str]], target: str, identi
 
 
 def load_model(folder: Path):
-    from transformers import AutoTokenizer
+    """A `Translator` of the folder, as a user opens it (the direction is chosen per call)."""
+    from bigmodel_hf.translator import Translator
 
-    from bigmodel_hf import BigModelForSeq2SeqLM
-
-    model = BigModelForSeq2SeqLM.from_pretrained(folder).eval()
-    return model, AutoTokenizer.from_pretrained(folder)
+    return Translator.from_pretrained(folder, engine="torch")
 
 
-def translate(model, tokenizer, texts: list[str], target: str | None, num_beams: int) -> list[str]:
-    """`texts` into `target` (a multilingual model starts from that language's token; a bilingual one has
-    only its own direction)."""
-    from bigmodel_hf.decoding import translate_texts
-
-    lang_to_id = getattr(model.config, "lang_to_id", None)
-    forced = {"forced_bos_token_id": lang_to_id[target]} if lang_to_id and target else {}
-    return translate_texts(model, tokenizer, texts, num_beams=num_beams, max_new_tokens=256, batch_size=32,
-                           max_source_length=256, **forced)
+def translate(translator, texts: list[str], num_beams: int, source: str | None = None, target: str | None = None,
+              pivot: str | None = None) -> list[str]:
+    """`texts` from `source` into `target` (a multilingual model; a bilingual one has only its own direction),
+    through `pivot` when given. Up to 256 new tokens for every model alike."""
+    return translator(texts, num_beams=num_beams, max_new_tokens=256, batch_size=32, source_lang=source,
+                      target_lang=target, pivot=pivot)
 
 
 def score_models(args) -> dict:
@@ -178,16 +174,17 @@ def score_models(args) -> dict:
 
     torch.set_num_threads(1)
     identifier = OffTarget(["en", *args.languages])
-    report: dict = {"num_beams": args.num_beams, "languages": args.languages, "bilingual": {}, "multilingual": {}}
+    report: dict = {"num_beams": args.num_beams, "languages": args.languages, "max_rows": args.max_rows,
+                    "zero_shot_rows": args.zero_shot_rows, "bilingual": {}, "multilingual": {}}
     for language in args.languages:
         folder = args.work_dir / f"bilingual_en_{language}"
         if not (folder / "config.json").is_file():
             print(f"en-{language}: no bilingual model in {folder}; left out", flush=True)
             continue
-        model, tokenizer = load_model(folder)
+        translator = load_model(folder)
         pairs = validation_pairs("en", language, args.languages)[: args.max_rows]
         started = time.process_time()
-        outputs = translate(model, tokenizer, [s for s, _ in pairs], None, args.num_beams)
+        outputs = translate(translator, [s for s, _ in pairs], args.num_beams)
         report["bilingual"][f"en-{language}"] = {**scored(outputs, pairs, language, identifier),
                                                  "cpu_seconds": round(time.process_time() - started, 1),
                                                  **arm_summary(folder)}
@@ -212,21 +209,23 @@ def arm_summary(folder: Path) -> dict:
 
 
 def score_multilingual(folder: Path, args, identifier: OffTarget) -> dict:
-    model, tokenizer = load_model(folder)
-    trained = list(model.config.language_pairs or [])
+    translator = load_model(folder)
+    config = translator.model.config
+    trained = list(config.language_pairs or [])
     out: dict = {"directions": {}, "zero_shot": {}, **arm_summary(folder)}
     info = folder / "run_info.json"
     if info.is_file():
         run_info = json.loads(info.read_text())
         out["tokens_per_word"] = run_info.get("tokens_per_word")
         out["language_mix"] = run_info.get("language_mix")
+        out["sampling_temperature"] = (run_info.get("language_sampling") or {}).get("temperature")
     for direction in trained:
         source, target = direction.split("-", 1)
         if not {source, target} <= {"en", *args.languages}:
             continue
         pairs = validation_pairs(source, target, args.languages)[: args.max_rows]
         started = time.process_time()
-        outputs = translate(model, tokenizer, [s for s, _ in pairs], target, args.num_beams)
+        outputs = translate(translator, [s for s, _ in pairs], args.num_beams, source, target)
         out["directions"][direction] = {**scored(outputs, pairs, target, identifier),
                                         "cpu_seconds": round(time.process_time() - started, 1)}
         print(f"multilingual {direction}: {out['directions'][direction]}", flush=True)
@@ -234,14 +233,12 @@ def score_multilingual(folder: Path, args, identifier: OffTarget) -> dict:
         source, target = direction.split("-", 1)
         if not {source, target} <= set(args.languages):
             continue
-        if target not in (model.config.lang_to_id or {}) or f"{source}-en" not in trained:
-            continue  # the model must write the target and have read the source
+        if f"{source}-en" not in trained or f"en-{target}" not in trained:
+            continue  # the pivot's two legs must be trained directions
         pairs = validation_pairs(source, target, args.languages)[: args.zero_shot_rows]
         sources = [s for s, _ in pairs]
-        direct = translate(model, tokenizer, sources, target, args.num_beams)
-        # through English: two calls of the same model (source -> en, en -> target)
-        english = translate(model, tokenizer, sources, "en", args.num_beams)
-        pivot = translate(model, tokenizer, english, target, args.num_beams)
+        direct = translate(translator, sources, args.num_beams, source, target)  # zero-shot: the translator warns
+        pivot = translate(translator, sources, args.num_beams, source, target, pivot="en")  # source -> en -> target
         out["zero_shot"][direction] = {"direct": scored(direct, pairs, target, identifier),
                                        "pivot": scored(pivot, pairs, target, identifier)}
         print(f"zero-shot {direction}: {out['zero_shot'][direction]}", flush=True)
@@ -263,7 +260,8 @@ def page(report: dict) -> str:
              "thread, training time counted in CPU seconds (`--train_clock cpu`): (a) eight en->X models, "
              f"{bilingual and next(iter(bilingual.values())).get('cpu_minutes')} CPU minutes each; (b) one model "
              f"on {len(directions)} directions, {multilingual.get('cpu_minutes')} CPU minutes. Scored on every row of "
-             f"each validation file, beam {report['num_beams']}; BLEU tokenised `ja-mecab` for ja, `zh` for zh_CN, "
+             f"each validation file{' (capped at ' + str(report['max_rows']) + ' rows: a smoke run)' if report.get('max_rows') else ''}, "
+             f"beam {report['num_beams']}; BLEU tokenised `ja-mecab` for ja, `zh` for zh_CN, "
              "`13a` otherwise. Off-target: share of outputs lingua does not identify as the requested language, "
              "among the rows whose reference it does identify as that language.", "",
              "## Supervised directions", "",
@@ -275,10 +273,11 @@ def page(report: dict) -> str:
         delta = round(b["bleu"] - a["bleu"], 2) if "bleu" in a and "bleu" in b else None
         lines.append(f"| {direction} | {b.get('rows', a.get('rows'))} | {a.get('bleu')} | {a.get('chrf')} | "
                      f"{b.get('bleu')} | {b.get('chrf')} | {delta} | {b.get('off_target')} |")
-    mean_a = mean(bilingual.get(d, {}).get("bleu") for d in into)
-    mean_b = mean(directions.get(d, {}).get("bleu") for d in into)
-    lines.append(f"| **mean en->X** | | {mean_a} | {mean(bilingual.get(d, {}).get('chrf') for d in into)} | {mean_b} | "
-                 f"{mean(directions.get(d, {}).get('chrf') for d in into)} | "
+    both = [d for d in into if d in bilingual and d in directions]  # the comparison is on the same directions
+    mean_a = mean(bilingual[d]["bleu"] for d in both)
+    mean_b = mean(directions[d]["bleu"] for d in both)
+    lines.append(f"| **mean en->X** ({len(both)} directions in both arms) | | {mean_a} | "
+                 f"{mean(bilingual[d]['chrf'] for d in both)} | {mean_b} | {mean(directions[d]['chrf'] for d in both)} | "
                  f"{round(mean_b - mean_a, 2) if mean_a is not None and mean_b is not None else None} | |")
     back = [d for d in directions if d.endswith("-en")]
     if back:
@@ -289,7 +288,8 @@ def page(report: dict) -> str:
                      f"{mean(directions[d]['chrf'] for d in back)} | |")
     zero = multilingual.get("zero_shot", {})
     if zero:
-        lines += ["", "## Zero-shot X->Y (rows of en_X and en_Y validation sharing their English text)", "",
+        lines += ["", "## Zero-shot X->Y (rows of en_X and en_Y validation sharing their English text, at most "
+                  f"{report.get('zero_shot_rows')} per direction; pivot: X->en then en->Y with the same model)", "",
                   "| direction | rows | direct BLEU | direct chrF | direct off-target % | pivot (via en) BLEU | "
                   "pivot chrF | pivot off-target % |", "|---|---|---|---|---|---|---|---|"]
         for d, r in zero.items():
@@ -321,7 +321,7 @@ def page(report: dict) -> str:
         lines += [f"| {code} | {next(v for k, v in n.items() if k.startswith('tokens_per'))} |"
                   for code, n in multilingual["tokens_per_word"].items()]
     if multilingual.get("language_mix"):
-        lines += ["", "## Mix (b) trained on (drawn at T=5 vs the data's proportions)", "",
+        lines += ["", f"## Mix (b) trained on (temperature {multilingual.get('sampling_temperature')})", "",
                   "| direction | sampling probability | share of pairs drawn | share of tokens drawn |", "|---|---|---|---|"]
         lines += [f"| {d} | {m['probability']} | {m['share_examples']} | {m['share_tokens']} |"
                   for d, m in multilingual["language_mix"].items()]
@@ -335,6 +335,50 @@ def write_results(report: dict, json_path: Path, page_path: Path) -> None:
     json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
     write_keeping_notes(page_path, page(report), MARKER)
     print(f"wrote {json_path} and {page_path}", flush=True)
+
+
+def compare_tokenizers(args) -> dict:
+    """The shared tokenizer as the recipe trains it for (b) (balanced sample, every character, placeholders)
+    against one trained on all routed training text as a bilingual run would: tokens per word (per character
+    for ja/zh) on the validation text, placeholders cut into several tokens, <unk> rate, CPU seconds."""
+    from datasets import Dataset
+
+    from bigmodel_hf.multilingual_vocabulary import PLACEHOLDER, texts_by_language, tokens_per_unit
+    from bigmodel_hf.tokenization import train_translation_tokenizer
+    from bigmodel_hf.training.multilingual import multilingual_tokenizer_inputs
+
+    def rows(split):  # routed as the recipe routes them: each en_X row serves en-X and X-en
+        out = []
+        for code in args.languages:
+            for row in read_rows(DATA / f"en_{code}" / f"{split}.jsonl"):
+                if row.get("en") and row.get(code):
+                    out += [(row["en"], row[code], "en", code), (row[code], row["en"], code, "en")]
+        return out
+
+    train = rows("train")
+    columns = ("source", "target", "source_lang", "target_lang")
+    train = Dataset.from_dict({name: [row[i] for row in train] for i, name in enumerate(columns)})
+    validation = texts_by_language(rows("validation"))
+    texts = [text for by_language in validation.values() for text in by_language]
+    placeholders = [match for text in texts for match in PLACEHOLDER.findall(text)]
+    out = {}
+    for name in ("balanced", "all_text"):
+        started = time.process_time()
+        if name == "balanced":
+            sample, settings = multilingual_tokenizer_inputs(train, seed=42)
+            tokenizer = train_translation_tokenizer(sample, vocab_size=args.vocab_size, **settings)
+        else:
+            tokenizer = train_translation_tokenizer(train, vocab_size=args.vocab_size)
+        ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+        out[name] = {"cpu_seconds": round(time.process_time() - started, 1),
+                     "per_unit": {code: next(v for k, v in n.items() if k.startswith("tokens_per"))
+                                  for code, n in tokens_per_unit(tokenizer, validation).items()},
+                     "placeholders": len(placeholders),
+                     "placeholders_in_several_tokens": sum(len(tokenizer.tokenize(" " + p)) > 1 for p in placeholders),
+                     "unk_percent": round(100 * sum(row.count(tokenizer.unk_token_id) for row in ids) /
+                                          max(1, sum(map(len, ids))), 4)}
+    print(json.dumps(out, indent=1), flush=True)
+    return out
 
 
 def main(argv=None) -> None:
@@ -362,9 +406,12 @@ def main(argv=None) -> None:
     score.add_argument("--zero_shot_rows", type=int, default=300, help="rows per zero-shot direction")
     score.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "multilingual.md",
                        help="the page; the JSON goes beside it (multilingual.json)")
+    tokenizers = sub.add_parser("tokenizers", help="the shared tokenizer: balanced sample vs all text")
+    tokenizers.add_argument("--languages", nargs="+", default=LANGUAGES)
+    tokenizers.add_argument("--vocab_size", type=int, default=16000)
     page_only = sub.add_parser("page", help="rewrite the page from the JSON of an earlier `score`")
     page_only.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "multilingual.md")
-    for phase in (bilingual, multilingual, score, page_only):
+    for phase in (bilingual, multilingual, score, tokenizers, page_only):
         phase.add_argument("--work_dir", type=Path, default=ROOT / "outputs" / "benchmark_multilingual")
         phase.add_argument("--cpu", type=int, default=None, help="pin the arm to this core (taskset)")
     args = parser.parse_args(argv)
@@ -376,6 +423,8 @@ def main(argv=None) -> None:
     elif args.phase == "score":
         report = score_models(args)
         write_results(report, args.results.with_suffix(".json"), args.results)
+    elif args.phase == "tokenizers":
+        compare_tokenizers(args)
     elif args.phase == "page":
         report = json.loads(args.results.with_suffix(".json").read_text())
         write_results(report, args.results.with_suffix(".json"), args.results)

@@ -146,7 +146,11 @@ def base_model_id(run: RunRecord, base_model: str | None = None) -> str | None:
 
 
 def _split_label(run: RunRecord, split: str, evaluated: int | None) -> str:
-    """`test`, or `test[:500]` (datasets' slice syntax) when only the first 500 rows were scored."""
+    """`test`, or `test[:500]` (datasets' slice syntax) when only the first 500 rows were scored (of each
+    direction, for a multilingual run: capped by max_predict_samples)."""
+    if run.run_config.get("language_pairs"):
+        cap = run.run_config.get("max_predict_samples")
+        return f"{split}[:{cap}]" if cap else split
     rows = (run.cleaning.get("splits") or {}).get(split, {}).get("rows_out")
     if evaluated is not None and rows is not None and evaluated < rows:
         return f"{split}[:{evaluated}]"

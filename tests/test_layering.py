@@ -15,8 +15,8 @@ FLOORS = [
      "bigmodel_hf.redaction", "bigmodel_hf.pretrained", "bigmodel_hf.subword_regularization", "bigmodel_hf.toy_data",
      "bigmodel_hf.stdlib_corpus", "bigmodel_hf.generated_data", "bigmodel_hf.output_layout", "bigmodel_hf.decoding",
      "bigmodel_hf.devices", "bigmodel_hf.convert", "bigmodel_hf.streaming", "bigmodel_hf.export",
-     "bigmodel_hf.languages", "bigmodel_hf.language_batches", "bigmodel_hf.multilingual_vocabulary",
-     "bigmodel_hf.directions"),
+     "bigmodel_hf.languages", "bigmodel_hf.directions", "bigmodel_hf.language_batches",
+     "bigmodel_hf.multilingual_vocabulary"),
     # what a user gets from a trained model
     ("bigmodel_hf.translator", "bigmodel_hf.cards", "bigmodel_hf.interactive"),
     ("bigmodel_hf.hub",),  # publishes an output directory with its card

@@ -25,7 +25,7 @@ from ..data.loading import TRANSLATION_FORMATS, load_translation_rows
 from ..language_batches import LanguageMixBatchSampler
 from ..languages import (
     LanguagePair, check_pairs_have_data, language_token, pairs_served, parse_language_pairs, route_translations,
-    sampling_probabilities, target_languages,
+    target_languages,
 )
 from ..batching import column_lengths
 from ..multilingual_vocabulary import alphabet_of, balanced_sample, placeholders_in, texts_by_language, tokens_per_unit
@@ -206,6 +206,15 @@ def record_languages(model, lang_to_id: dict[str, int], pairs: Sequence[Language
     model.config.lang_to_id = dict(lang_to_id)
     model.config.language_pairs = [str(pair) for pair in pairs]
     model.generation_config.lang_to_id = dict(lang_to_id)
+
+
+def language_start_tokens(model, tokenizer, pairs: Sequence[LanguagePair]) -> Callable[[str], int]:
+    """The run's `forced_bos_for(target_lang) -> token id` hook, after recording the languages in the model
+    (`record_languages`). Ours: the id of the target language's `__xx__` token. A model family with its own
+    language codes (M2M100, NLLB, mBART-50) supplies its own hook here."""
+    lang_to_id = language_token_ids(tokenizer, pairs)
+    record_languages(model, lang_to_id, pairs)
+    return lang_to_id.__getitem__
 
 
 def tokenize_multilingual(raw: DatasetDict, tokenizer, data, forced_bos_for: Callable[[str], int]) -> DatasetDict:

@@ -18,6 +18,7 @@ from ..data import clean_translation_dataset, load_translation_dataset
 from ..data.cleaning import write_cleaning_report
 from ..data.stages import StageLog
 from ..decoding import max_new_tokens_of, translate_texts
+from ..languages import sampling_probabilities
 from ..metrics import corpus_translation_scores
 from ..modeling_bigmodel import BigModelForSeq2SeqLM
 from ..output_layout import strip_metric_prefix
@@ -39,10 +40,9 @@ from .evaluation import TranslationMetrics, length_sorted_subset
 from .lora import add_lora, lora_setting_problems, save_model_or_adapters
 from .multilingual import (
     MultilingualTranslationTrainer, average_over_directions, check_multilingual_settings, column, direction_sizes,
-    evaluation_subset, language_special_tokens, multilingual_tokenizer_inputs, report_tokens_per_word, language_token_ids, load_multilingual_data, record_languages,
-    split_by_direction, temperature_of, tokenize_multilingual,
+    evaluation_subset, language_special_tokens, language_start_tokens, load_multilingual_data,
+    multilingual_tokenizer_inputs, report_tokens_per_word, split_by_direction, temperature_of, tokenize_multilingual,
 )
-from ..languages import sampling_probabilities
 from .precision import short_sequence_bf16_attention
 from .rerun import completed_run
 from .runs import (
@@ -244,9 +244,7 @@ def run_translation(run_config: RunConfig) -> dict:
         if not pairs:
             set_bilingual_direction(model, tokenizer, data.source_lang, data.target_lang)
     elif pairs:
-        lang_to_id = language_token_ids(tokenizer, pairs)
-        record_languages(model, lang_to_id, pairs)
-        forced_bos_for = lang_to_id.__getitem__
+        forced_bos_for = language_start_tokens(model, tokenizer, pairs)
     lora = run_config.lora or LoraArguments()  # a program that builds its own RunConfig may leave it out
     if lora.use_peft:
         model = add_lora(model, lora.lora_r, lora.lora_alpha, lora.lora_dropout, lora.lora_target_modules,
