@@ -31,16 +31,17 @@ def browser_missing() -> str | None:
 
 
 @contextlib.contextmanager
-def serving(app, **options):
+def serving(app, with_server: bool = False, **options):
     """`app` on a free 127.0.0.1 port for the duration (`options` go to make_server); yields the page's
-    URL, per-launch token included (`http://127.0.0.1:PORT/?token=...`)."""
+    URL, per-launch token included (`http://127.0.0.1:PORT/?token=...`), and the server itself too when
+    `with_server` (for tests that wait on its state rather than on a clock)."""
     from bigmodel_hf.interactive.web import make_server
 
     server = make_server(app, "127.0.0.1", 0, **options)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
-        yield server.url
+        yield (server.url, server) if with_server else server.url
     finally:
         server.shutdown()
         server.server_close()

@@ -259,14 +259,24 @@ class InstantEngine:
 
 
 def test_connections_past_the_waiting_room_get_503_at_once(app):
-    with serving(app, request_timeout=2, max_threads=1, max_waiting=1) as url, ExitStack() as stack:
+    with serving(app, with_server=True, request_timeout=4, max_threads=1, max_waiting=1) as (url, server), \
+            ExitStack() as stack:
         api = Api(url)
-        idle = [stack.enter_context(socket.create_connection((api.host, api.port), timeout=30)) for _ in range(2)]
-        time.sleep(0.3)  # one idle connection holds the only worker, the other waits
+        waiting = server._waiting  # put counts up `unfinished_tasks`; the worker's get lowers `qsize`
+
+        def connect_and_wait(accepted: int, queued: int) -> socket.socket:
+            sock = stack.enter_context(socket.create_connection((api.host, api.port), timeout=30))
+            deadline = time.monotonic() + 30  # the state, not a fixed sleep: a loaded CI machine is slow
+            while (waiting.unfinished_tasks, waiting.qsize()) != (accepted, queued):
+                assert time.monotonic() < deadline, (waiting.unfinished_tasks, waiting.qsize())
+                time.sleep(0.01)
+            return sock
+
+        idle = [connect_and_wait(1, 0), connect_and_wait(2, 1)]  # one holds the only worker, one waits
         started = time.monotonic()
         status, _, payload = raw(url, request_bytes(url, "next"))
         assert status == 503 and "busy" in payload["error"] and time.monotonic() - started < 1.5
-        assert [parse_answer(read_all(sock))[0] for sock in idle] == [None, None]  # cut off after 2 s
+        assert [parse_answer(read_all(sock))[0] for sock in idle] == [None, None]  # cut off after 4 s
         assert api.ok("next")["session"]["source"] == SOURCES[0]  # the server recovered
 
 
