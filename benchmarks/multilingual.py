@@ -4,6 +4,10 @@
     python benchmarks/multilingual.py train-multilingual --minutes 60 --cpu 1
     pip install -e ".[benchmarks]"   # lingua-language-detector, for the off-target rate
     python benchmarks/multilingual.py score        # -> benchmarks/results/multilingual.{json,md}
+    # or side by side, one core each, then joined:
+    python benchmarks/multilingual.py score --parts bilingual zero_shot --results /tmp/a.md --cpu 0 &
+    python benchmarks/multilingual.py score --parts multilingual --results /tmp/b.md --cpu 1; wait
+    python benchmarks/multilingual.py page --merge /tmp/a.json /tmp/b.json
     python benchmarks/multilingual.py tokenizers   # (b)'s shared tokenizer vs one trained on all text
 
 Arms, on `../shared/data/l10n` (software messages, English -> es, de, fr, it, pt_BR, ru, ja, zh_CN):
@@ -103,6 +107,7 @@ def train_multilingual(args) -> None:
 # Zero-shot directions scored for (b): pairs of languages (none English) sharing a script family or not,
 # each with both directions somewhere in the list. 8 x --zero_shot_rows rows, decoded direct and pivoted.
 ZERO_SHOT = ["es-fr", "fr-es", "de-it", "it-de", "pt_BR-es", "ru-de", "ja-zh_CN", "zh_CN-ja"]
+PARTS = ("bilingual", "multilingual", "zero_shot")  # score's parts: arm (a), arm (b)'s directions, its zero-shot
 MARKER = "<!-- notes below are kept when the page is regenerated -->"
 # lingua's names of our codes (its detector is built for these languages only)
 LINGUA = {"en": "ENGLISH", "es": "SPANISH", "de": "GERMAN", "fr": "FRENCH", "it": "ITALIAN", "pt_BR": "PORTUGUESE",
@@ -178,10 +183,12 @@ def score_models(args) -> dict:
     import torch
 
     torch.set_num_threads(1)
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
     identifier = OffTarget(["en", *args.languages])
     report: dict = {"num_beams": args.num_beams, "languages": args.languages, "max_rows": args.max_rows,
-                    "zero_shot_rows": args.zero_shot_rows, "bilingual": {}, "multilingual": {}}
-    for language in args.languages:
+                    "zero_shot_rows": args.zero_shot_rows, "parts": args.parts, "bilingual": {}, "multilingual": {}}
+    for language in args.languages if "bilingual" in args.parts else []:
         folder = args.work_dir / f"bilingual_en_{language}"
         if not (folder / "config.json").is_file():
             print(f"en-{language}: no bilingual model in {folder}; left out", flush=True)
@@ -195,9 +202,24 @@ def score_models(args) -> dict:
                                                  **arm_summary(folder)}
         print(f"bilingual en-{language}: {report['bilingual'][f'en-{language}']}", flush=True)
     folder = args.work_dir / "multilingual"
-    if (folder / "config.json").is_file():
+    if (folder / "config.json").is_file() and {"multilingual", "zero_shot"} & set(args.parts):
         report["multilingual"] = score_multilingual(folder, args, identifier)
     return report
+
+
+def merge_reports(reports: list[dict]) -> dict:
+    """One report from the JSON of `score` runs that each scored some `--parts` (run side by side, one per
+    core): the arms' directions and zero-shot results are joined, the rest taken from the first."""
+    merged = json.loads(json.dumps(reports[0]))
+    for report in reports[1:]:
+        merged["bilingual"].update(report["bilingual"])
+        for key, value in report["multilingual"].items():
+            if isinstance(value, dict) and isinstance(merged["multilingual"].get(key), dict):
+                merged["multilingual"][key].update(value)
+            else:
+                merged["multilingual"].setdefault(key, value)
+    merged["parts"] = sorted({part for report in reports for part in report.get("parts", [])})
+    return merged
 
 
 def arm_summary(folder: Path) -> dict:
@@ -224,7 +246,7 @@ def score_multilingual(folder: Path, args, identifier: OffTarget) -> dict:
         out["tokens_per_word"] = run_info.get("tokens_per_word")
         out["language_mix"] = run_info.get("language_mix")
         out["sampling_temperature"] = (run_info.get("language_sampling") or {}).get("temperature")
-    for direction in trained:
+    for direction in trained if "multilingual" in args.parts else []:
         source, target = direction.split("-", 1)
         if not {source, target} <= {"en", *args.languages}:
             continue
@@ -234,7 +256,7 @@ def score_multilingual(folder: Path, args, identifier: OffTarget) -> dict:
         out["directions"][direction] = {**scored(outputs, pairs, target, identifier),
                                         "cpu_seconds": round(time.process_time() - started, 1)}
         print(f"multilingual {direction}: {out['directions'][direction]}", flush=True)
-    for direction in args.zero_shot:
+    for direction in args.zero_shot if "zero_shot" in args.parts else []:
         source, target = direction.split("-", 1)
         if not {source, target} <= set(args.languages):
             continue
@@ -409,6 +431,9 @@ def main(argv=None) -> None:
     score.add_argument("--max_rows", type=int, default=None, help="cap on rows per direction (smoke runs only)")
     score.add_argument("--zero_shot", nargs="*", default=ZERO_SHOT, help="X-Y directions scored zero-shot for (b)")
     score.add_argument("--zero_shot_rows", type=int, default=300, help="rows per zero-shot direction")
+    score.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                       help="what to score: two `score` runs with different parts and --results can run side by "
+                            "side, one per core, and `page --merge` joins their JSON")
     score.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "multilingual.md",
                        help="the page; the JSON goes beside it (multilingual.json)")
     tokenizers = sub.add_parser("tokenizers", help="the shared tokenizer: balanced sample vs all text")
@@ -416,6 +441,8 @@ def main(argv=None) -> None:
     tokenizers.add_argument("--vocab_size", type=int, default=16000)
     page_only = sub.add_parser("page", help="rewrite the page from the JSON of an earlier `score`")
     page_only.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "multilingual.md")
+    page_only.add_argument("--merge", nargs="+", type=Path, default=None,
+                           help="JSON files of `score` runs over different --parts, joined into --results")
     for phase in (bilingual, multilingual, score, tokenizers, page_only):
         phase.add_argument("--work_dir", type=Path, default=ROOT / "outputs" / "benchmark_multilingual")
         phase.add_argument("--cpu", type=int, default=None, help="pin the arm to this core (taskset)")
@@ -431,7 +458,8 @@ def main(argv=None) -> None:
     elif args.phase == "tokenizers":
         compare_tokenizers(args)
     elif args.phase == "page":
-        report = json.loads(args.results.with_suffix(".json").read_text())
+        sources = args.merge or [args.results.with_suffix(".json")]
+        report = merge_reports([json.loads(path.read_text()) for path in sources])
         write_results(report, args.results.with_suffix(".json"), args.results)
 
 

@@ -315,7 +315,8 @@ def test_the_benchmark_scores_a_multilingual_model_per_direction_zero_shot_and_o
     rate = identifier.rate(["Die Datei wurde nicht gefunden", "file not found"],
                            ["Die Datei fehlt leider", "Die Datei wurde nicht gefunden"], "de")
     assert rate == {"off_target": 50.0, "judged_rows": 2}
-    args = Namespace(languages=["de", "ja"], max_rows=8, num_beams=1, zero_shot=["de-ja", "ja-de"], zero_shot_rows=6)
+    args = Namespace(languages=["de", "ja"], max_rows=8, num_beams=1, zero_shot=["de-ja", "ja-de"], zero_shot_rows=6,
+                     parts=list(bench.PARTS), cpu=None)
     output_dir, _ = trained
     report = bench.score_multilingual(output_dir, args, identifier)
     assert set(report["directions"]) == {"en-de", "de-en", "en-ja"}
@@ -346,6 +347,19 @@ def test_the_benchmark_scores_a_multilingual_model_per_direction_zero_shot_and_o
     de = report["bilingual"]["en-de"]
     assert f"| en-de | 8 | {de['bleu']} | {de['chrf']} |" in text and "| de-ja | 6 |" in text and "## Targets" in text
     assert json.loads((tmp_path / "m.json").read_text())["multilingual"]["zero_shot"] == report["multilingual"]["zero_shot"]
+    # scored in two parts (one per core) and joined: the same scores as in one run
+    halves = [bench.score_models(Namespace(**{**vars(args), "parts": parts}, work_dir=work))
+              for parts in (["bilingual", "zero_shot"], ["multilingual"])]
+    assert halves[0]["multilingual"]["directions"] == {} and halves[1]["bilingual"] == {}
+    merged = bench.merge_reports(halves)
+
+    def scores(part):
+        return {key: (value["bleu"], value["chrf"]) for key, value in part.items()}
+
+    assert scores(merged["bilingual"]) == scores(report["bilingual"])
+    assert scores(merged["multilingual"]["directions"]) == scores(report["multilingual"]["directions"])
+    assert merged["multilingual"]["zero_shot"].keys() == report["multilingual"]["zero_shot"].keys()
+    assert merged["parts"] == sorted(bench.PARTS)
 
 
 def test_the_benchmark_compares_the_shared_tokenizer_with_one_trained_on_all_text(shared_data):
