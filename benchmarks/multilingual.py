@@ -287,7 +287,7 @@ def page(report: dict) -> str:
              "thread, training time counted in CPU seconds (`--train_clock cpu`): (a) eight en->X models, "
              f"{bilingual and next(iter(bilingual.values())).get('cpu_minutes')} CPU minutes each; (b) one model "
              f"on {len(directions)} directions, {multilingual.get('cpu_minutes')} CPU minutes. Scored on every row of "
-             f"each validation file{' (capped at ' + str(report['max_rows']) + ' rows: a smoke run)' if report.get('max_rows') else ''}, "
+             "each validation file" + (f" up to its first {report['max_rows']} rows (the same rows for every model)" if report.get('max_rows') else "") + ", "
              f"beam {report['num_beams']}; BLEU tokenised `ja-mecab` for ja, `zh` for zh_CN, "
              "`13a` otherwise. Off-target: share of outputs lingua does not identify as the requested language, "
              "among the rows whose reference it does identify as that language.", "",
@@ -428,7 +428,7 @@ def main(argv=None) -> None:
     score = sub.add_parser("score", help="score every model of both arms on the full validation sets")
     score.add_argument("--languages", nargs="+", default=LANGUAGES)
     score.add_argument("--num_beams", type=int, default=4)
-    score.add_argument("--max_rows", type=int, default=None, help="cap on rows per direction (smoke runs only)")
+    score.add_argument("--max_rows", type=int, default=None, help="score only the first N rows of each direction (the same rows for every model)")
     score.add_argument("--zero_shot", nargs="*", default=ZERO_SHOT, help="X-Y directions scored zero-shot for (b)")
     score.add_argument("--zero_shot_rows", type=int, default=300, help="rows per zero-shot direction")
     score.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
