@@ -26,6 +26,7 @@ one core. Models go to `--work_dir`; a finished model is kept and not retrained 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import subprocess
@@ -93,8 +94,6 @@ def train_multilingual(args) -> None:
     if (output_dir / "eval_results.json").exists():
         print(f"multilingual: kept ({output_dir})", flush=True)
         return
-    # The recipe's own final evaluation decodes 100 rows per direction (16 directions at beam 4 in full would
-    # take as long as training); `score` decodes every validation row of every model alike.
     flags = [*multilingual_flags(args.languages), "--max_train_minutes", str(args.minutes),
              "--vocab_size", str(args.vocab_size), *args.extra]
     seconds = run_recipe(flags, output_dir, args.cpu, args.work_dir / "multilingual.log")
@@ -210,7 +209,7 @@ def score_models(args) -> dict:
 def merge_reports(reports: list[dict]) -> dict:
     """One report from the JSON of `score` runs that each scored some `--parts` (run side by side, one per
     core): the arms' directions and zero-shot results are joined, the rest taken from the first."""
-    merged = json.loads(json.dumps(reports[0]))
+    merged = copy.deepcopy(reports[0])
     for report in reports[1:]:
         merged["bilingual"].update(report["bilingual"])
         for key, value in report["multilingual"].items():
@@ -286,8 +285,9 @@ def page(report: dict) -> str:
              "`shared/data/l10n` (software messages). Same preset (`vaswani-small`), `--max_tokens 512`, `--warmup_steps 200`, one torch "
              "thread, training time counted in CPU seconds (`--train_clock cpu`): (a) eight en->X models, "
              f"{bilingual and next(iter(bilingual.values())).get('cpu_minutes')} CPU minutes each; (b) one model "
-             f"on {len(directions)} directions, {multilingual.get('cpu_minutes')} CPU minutes. Scored on every row of "
-             "each validation file" + (f" up to its first {report['max_rows']} rows (the same rows for every model)" if report.get('max_rows') else "") + ", "
+             f"on {len(directions)} directions, {multilingual.get('cpu_minutes')} CPU minutes. Scored on "
+             f"{'the first ' + str(report['max_rows']) + ' rows' if report.get('max_rows') else 'every row'} of each "
+             "validation file, the same rows for every model, "
              f"beam {report['num_beams']}; BLEU tokenised `ja-mecab` for ja, `zh` for zh_CN, "
              "`13a` otherwise. Off-target: share of outputs lingua does not identify as the requested language, "
              "among the rows whose reference it does identify as that language.", "",
@@ -445,7 +445,7 @@ def main(argv=None) -> None:
                            help="JSON files of `score` runs over different --parts, joined into --results")
     for phase in (bilingual, multilingual, score, tokenizers, page_only):
         phase.add_argument("--work_dir", type=Path, default=ROOT / "outputs" / "benchmark_multilingual")
-        phase.add_argument("--cpu", type=int, default=None, help="pin the arm to this core (taskset)")
+        phase.add_argument("--cpu", type=int, default=None, help="pin the phase to this core")
     args = parser.parse_args(argv)
     args.work_dir.mkdir(parents=True, exist_ok=True)
     if args.phase == "train-bilingual":
