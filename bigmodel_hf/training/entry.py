@@ -28,10 +28,21 @@ def recipe_main(script: str, parse: Callable, run: Callable, default_config: Pat
         run_config = parse(argv, default_config=None if argv else default_config)
         run(run_config)
     except CLEAR_ERRORS as error:
+        close_progress_bars()
         sys.exit(f"{script}: {error}")
     except KeyboardInterrupt as interrupt:  # Ctrl-C: one line, no traceback
+        close_progress_bars()
         print(f"{script}: {interrupted(interrupt, run_config)}", file=sys.stderr)
         sys.exit(INTERRUPTED)
+
+
+def close_progress_bars() -> None:
+    """Ends the bars a stop left open (tqdm leaves the cursor after the bar, without a newline), so the one
+    line that follows starts a line of its own rather than the tail of `7/100000 [00:00<...]`."""
+    from tqdm import tqdm
+
+    for bar in list(tqdm._instances):
+        bar.close()
 
 
 def interrupted(interrupt: KeyboardInterrupt, run_config) -> str:
