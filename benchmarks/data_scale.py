@@ -29,9 +29,16 @@ TINY = "d_model=32,ffn_dim=64,encoder_layers=1,decoder_layers=1,num_attention_he
 
 # Runs the recipe in this process; a callback notes the first optimiser step; prints one JSON line at the end.
 WRAPPER = r"""
-import json, resource, sys, time, runpy
+import json, resource, sys, threading, time, runpy
 started_wall, started_cpu = time.perf_counter(), time.process_time()
-first = {}
+first, anon = {}, [0]
+def sample_anonymous_rss():  # ru_maxrss also counts the pages of memory-mapped Arrow files that were read
+    while True:
+        for line in open("/proc/self/status"):
+            if line.startswith("RssAnon:"):
+                anon[0] = max(anon[0], int(line.split()[1]))
+        time.sleep(0.02)
+threading.Thread(target=sample_anonymous_rss, daemon=True).start()
 from transformers import TrainerCallback
 import bigmodel_hf.training.translation as translation
 class FirstStep(TrainerCallback):
@@ -102,7 +109,7 @@ def run_arm(train: Path, valid: Path, work: Path, *, workers: int = 1, cache: Pa
     code = WRAPPER + r"""
 usage = resource.getrusage(resource.RUSAGE_SELF)
 print("RESULT " + json.dumps({"first_step_wall": first.get("wall"), "first_step_cpu": first.get("cpu"),
-                              "peak_rss_mb": usage.ru_maxrss / 1024}))
+                              "peak_rss_mb": usage.ru_maxrss / 1024, "peak_anon_mb": anon[0] / 1024}))
 """
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
            "HF_DATASETS_CACHE": str(work / "hf_cache"), "TQDM_DISABLE": "1"}

@@ -111,7 +111,28 @@ def example_lengths(dataset, columns: Sequence[str] = ("input_ids", "labels"),
     return column_lengths(dataset, columns, pad_to_multiple_of).max(axis=1)
 
 
-def _make_batches(columns: np.ndarray, max_tokens: int, max_sentences: int | None, seed: int) -> list[list[int]]:
+class IndexBatches(Sequence):
+    """Batches of example indices as three arrays (every index in batch order, each batch's start and end):
+    8 bytes per example and 16 per batch, where a list of Python int lists costs about 40 per example.
+    `batches[i]` is batch i as a list."""
+
+    def __init__(self, indices: np.ndarray, starts: np.ndarray, ends: np.ndarray):
+        self.indices, self.starts, self.ends = indices, starts, ends
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return self.indices[self.starts[i] : self.ends[i]].tolist()
+
+    def __iter__(self):
+        for start, end in zip(self.starts.tolist(), self.ends.tolist()):
+            yield self.indices[start:end].tolist()
+
+
+def _make_batches(columns: np.ndarray, max_tokens: int, max_sentences: int | None, seed: int) -> IndexBatches:
     """Greedy fill over indices sorted by size, then by each column from the last (ties: random by `seed`).
 
     The secondary keys put pairs whose shorter side is alike together, which cuts the padding of that
@@ -128,34 +149,35 @@ def _make_batches(columns: np.ndarray, max_tokens: int, max_sentences: int | Non
     order = np.random.default_rng(seed).permutation(len(lengths))
     keys = tuple(columns[order, j] for j in range(columns.shape[1])) + (lengths[order],)
     order = order[np.lexsort(keys)]  # the last key is the primary one; lexsort is stable
-    batches: list[list[int]] = []
+    sizes = lengths[order]
+    starts: list[int] = [0]
     start, longest = 0, 0
-    for pos, index in enumerate(order.tolist()):
-        size = int(lengths[index])
-        longest_if_added = max(longest, size)
-        count = pos - start + 1
-        if count > 1 and (longest_if_added * count > max_tokens or (max_sentences and count > max_sentences)):
-            batches.append(order[start:pos].tolist())
-            start, longest_if_added = pos, size
-        longest = longest_if_added
-    if start < len(order):
-        batches.append(order[start:].tolist())
-    return batches
+    for offset in range(0, len(sizes), 1 << 16):  # a slice at a time: no Python int per example at once
+        for pos, size in enumerate(sizes[offset : offset + (1 << 16)].tolist(), offset):
+            longest_if_added = max(longest, size)
+            count = pos - start + 1
+            if count > 1 and (longest_if_added * count > max_tokens or (max_sentences and count > max_sentences)):
+                starts.append(pos)
+                start, longest_if_added = pos, size
+            longest = longest_if_added
+    bounds = np.array(starts + [len(order)], dtype=np.int64)
+    return IndexBatches(order, bounds[:-1], bounds[1:])
 
 
-def _even_out(batches: list[list[int]], replicas: int) -> list[list[int]]:
+def _even_out(batches: IndexBatches, replicas: int) -> IndexBatches:
     """Split the largest batches in two until the count divides by `replicas` (repeat only if impossible)."""
-    originals, batches = len(batches), list(batches)
-    while len(batches) % replicas:
-        largest = max(range(len(batches)), key=lambda i: len(batches[i]))
-        if len(batches[largest]) < 2:
+    originals, starts, ends = len(batches), batches.starts, batches.ends
+    while len(starts) % replicas:
+        sizes = ends - starts
+        largest = int(np.argmax(sizes))  # the first of the largest
+        if sizes[largest] < 2:
             logger.warning("fewer examples than ranks: repeating batches so every rank gets one")
-            batches.append(batches[len(batches) % originals])
+            again = len(starts) % originals
+            starts, ends = np.append(starts, starts[again]), np.append(ends, ends[again])
             continue
-        batch = batches.pop(largest)
-        half = len(batch) // 2
-        batches[largest:largest] = [batch[:half], batch[half:]]
-    return batches
+        middle = starts[largest] + sizes[largest] // 2
+        starts, ends = np.insert(starts, largest + 1, middle), np.insert(ends, largest, middle)
+    return IndexBatches(batches.indices, starts, ends)
 
 
 class TokenBudgetBatchSampler(Sampler):
@@ -193,7 +215,7 @@ class TokenBudgetBatchSampler(Sampler):
         else:
             order = np.arange(len(self.batches))
         for position in order[self.rank :: self.num_replicas].tolist():
-            yield list(self.batches[position])
+            yield self.batches[position]
 
 
 # --------------------------------------------------------------------------------------------------

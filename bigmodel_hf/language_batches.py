@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
-from .batching import _make_batches
+from .batching import IndexBatches, _make_batches
 
 
 class LanguageMixBatchSampler(Sampler):
@@ -39,11 +39,11 @@ class LanguageMixBatchSampler(Sampler):
             raise ValueError("no pair with examples has a positive sampling probability")
         weights = np.array([probabilities[pair] for pair in self.pairs], dtype=np.float64)
         self.probabilities = weights / weights.sum()
-        self.batches_of: dict[str, list[list[int]]] = {}
+        self.batches_of: dict[str, IndexBatches] = {}
         for pair in self.pairs:
             members = np.flatnonzero(groups == pair)
             local = _make_batches(columns[members], int(max_tokens), max_sentences, seed)
-            self.batches_of[pair] = [members[batch].tolist() for batch in local]
+            self.batches_of[pair] = IndexBatches(members[local.indices], local.starts, local.ends)
         total = sum(len(batches) for batches in self.batches_of.values())
         self.num_batches = max(num_replicas, total - total % num_replicas)  # every rank gets as many
         self.seed, self.num_replicas, self.rank, self.epoch = seed, num_replicas, rank, 0

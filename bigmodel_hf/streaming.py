@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .batching import _even_out, _make_batches
-from .data.cleaning import PairRules, SplitTally, cleaning_settings, normalize_pairs, pair_hash
+from .data.cleaning import KEEP, PairRules, SplitTally, cleaning_settings, normalize_pairs, pair_hash
 from .data.errors import DataError, check_utf8, jsonl_line_of_row
 from .data.loading import MissingDataFileError, _has_text, _raise_bad_json_line
 
@@ -127,21 +127,21 @@ class StreamCleaner:
                  enabled: bool = True):
         state = state or {}
         self.normalization, self.enabled = normalization, enabled
-        self.rules = PairRules(eval_hashes=eval_hashes, seen=np.asarray(state.get("seen", ()), dtype=np.uint64).tolist())
+        self.rules = PairRules(eval_hashes=eval_hashes, seen=np.asarray(state.get("seen", ()), dtype=np.uint64))
         self.tally = SplitTally(state.get("tally"))
 
     def clean(self, sources, targets) -> tuple[list[str], list[str]]:
         if not self.enabled:  # --no_clean_data: the pairs as read, only counted
-            self.tally.add(sources, targets, [None] * len(sources))
+            self.tally.add(sources, targets, np.full(len(sources), KEEP, dtype=np.int8))
             return list(sources), list(targets)
         src, tgt = normalize_pairs(sources, targets, self.normalization)
-        reasons = self.rules.reasons(src, tgt)
-        self.tally.add(src, tgt, reasons)
-        keep = [i for i, reason in enumerate(reasons) if reason is None]
+        codes = self.rules.codes(src, tgt)
+        self.tally.add(src, tgt, codes)
+        keep = np.flatnonzero(codes == KEEP).tolist()
         return [src[i] for i in keep], [tgt[i] for i in keep]
 
     def state(self) -> dict:
-        return {"seen": np.fromiter(self.rules.seen, dtype=np.uint64, count=len(self.rules.seen)),
+        return {"seen": self.rules.seen.to_array(),
                 "tally": self.tally.as_dict()}
 
     def report(self) -> dict:

@@ -22,10 +22,14 @@ import numpy as np
 from datasets import Dataset, DatasetDict, Value
 
 from .errors import DataError
+from .hash_set import HashSet
 
 logger = logging.getLogger(__name__)
 
 RULES = ("empty", "too_long", "length_ratio", "copy", "duplicate", "eval_overlap")
+# Verdicts travel as int8 codes (1 byte a pair, in Arrow and numpy): 0 keeps the pair, k drops it by RULES[k - 1].
+KEEP = 0
+EMPTY, TOO_LONG, LENGTH_RATIO, COPY, DUPLICATE, EVAL_OVERLAP = range(1, len(RULES) + 1)
 REPORT_NAME = "cleaning_report.json"
 _EXAMPLES_PER_RULE = 3
 
@@ -75,22 +79,19 @@ def clean_translation_dataset(
     # the per-row work (normalising, the rules that look at one pair, its hash) in parallel, in Arrow...
     checked = {split: _check_rows(ds, split, normalization, split in filter_splits, tokenizer, limits, num_proc)
                for split, ds in dataset.items()}
-    eval_hashes: set[int] = set()
-    if drop_eval_overlap:
-        for split, ds in checked.items():
-            if split != "train":
-                eval_hashes.update(ds.with_format("arrow")[_HASH].to_numpy().tolist())
+    eval_hashes = HashSet(np.concatenate([ds.with_format("arrow")[_HASH].to_numpy() for split, ds in checked.items()
+                                          if split != "train" and drop_eval_overlap] or [np.zeros(0, np.uint64)]))
 
     # ... then, in order, what depends on the rows before: duplicates and the overlap with evaluation splits
     cleaned, report = {}, {"settings": settings, "splits": {}}
     for split, ds in checked.items():
         full = split in filter_splits
-        rules = PairRules(full=full, eval_hashes=eval_hashes if (full and split == "train") else frozenset(), **limits)
+        rules = PairRules(full=full, eval_hashes=eval_hashes if (full and split == "train") else HashSet(), **limits)
         columns = ds.with_format("arrow")
-        reasons = rules.resolve(columns[_REASON].to_pylist(), columns[_HASH].to_numpy().tolist())
-        keep = [i for i, reason in enumerate(reasons) if reason is None]
+        codes = rules.resolve(columns[_REASON].to_numpy(), columns[_HASH].to_numpy())
+        keep = np.flatnonzero(codes == KEEP)
         tally = SplitTally()
-        tally.add(ds["source"], ds["target"], reasons)
+        tally.add(ds["source"], ds["target"], codes)
         report["splits"][split] = tally.finish(split)
         extra = [c for c in dataset[split].column_names if c not in ("source", "target")]
         kept = ds.select(keep) if len(keep) < len(ds) else ds
@@ -105,7 +106,7 @@ _REASON, _HASH = "_cleaning_reason", "_cleaning_hash"
 
 
 def _check_rows(ds: Dataset, split: str, form, full: bool, tokenizer, limits: dict, num_proc) -> Dataset:
-    """`ds` normalised, with each row's one-pair verdict (`_REASON`, None if it passes) and `pair_hash`."""
+    """`ds` normalised, with each row's one-pair verdict (`_REASON`, a code: KEEP if it passes) and `pair_hash`."""
     missing = [c for c in ("source", "target") if c not in ds.column_names]
     if missing:
         raise DataError(f"dataset lacks column(s) {missing} (has {ds.column_names}); "
@@ -114,11 +115,11 @@ def _check_rows(ds: Dataset, split: str, form, full: bool, tokenizer, limits: di
 
     def check(batch):
         src, tgt = normalize_pairs(batch["source"], batch["target"], form)
-        reasons, keys = rules.row_checks(src, tgt)
-        return {"source": src, "target": tgt, _REASON: reasons, _HASH: np.array(keys, dtype=np.uint64)}
+        codes, keys = rules.row_checks(src, tgt)
+        return {"source": src, "target": tgt, _REASON: codes, _HASH: keys}
 
     features = ds.features.copy()
-    features[_REASON], features[_HASH] = Value("string"), Value("uint64")
+    features[_REASON], features[_HASH] = Value("int8"), Value("uint64")
     return ds.map(check, batched=True, batch_size=1000, features=features, desc=f"cleaning {split}",
                   num_proc=num_proc if num_proc and num_proc > 1 and len(ds) > 1 else None)
 
@@ -158,20 +159,24 @@ class SplitTally:
         self.dropped = dict(state.get("dropped") or {rule: 0 for rule in RULES})
         self.examples = {rule: list(shown) for rule, shown in (state.get("examples") or {}).items()}
 
-    def add(self, src, tgt, reasons) -> None:
-        self.rows_in += len(reasons)
-        for i, reason in enumerate(reasons):
-            if reason is None:
-                self.rows_out += 1
+    def add(self, src, tgt, codes: np.ndarray) -> None:
+        """Count a batch's verdict codes; keep the first few dropped pairs of each rule (read from `src`/`tgt`,
+        which may be lazy `datasets` columns: only those rows are read)."""
+        codes = np.asarray(codes)
+        counts = np.bincount(codes, minlength=len(RULES) + 1)
+        self.rows_in += len(codes)
+        self.rows_out += int(counts[KEEP])
+        for code, rule in enumerate(RULES, 1):
+            if not counts[code]:
                 continue
-            self.dropped[reason] += 1
-            shown = self.examples.setdefault(reason, [])
-            if len(shown) < _EXAMPLES_PER_RULE:
+            self.dropped[rule] += int(counts[code])
+            shown = self.examples.setdefault(rule, [])
+            for i in np.flatnonzero(codes == code)[: _EXAMPLES_PER_RULE - len(shown)].tolist():
                 shown.append([src[i][:200], tgt[i][:200]])
 
     def as_dict(self) -> dict:
         return {"rows_in": self.rows_in, "rows_out": self.rows_out, "dropped": dict(self.dropped),
-                "examples": {rule: list(shown) for rule, shown in self.examples.items()}}
+                "examples": {rule: list(self.examples[rule]) for rule in RULES if rule in self.examples}}
 
     def finish(self, split: str) -> dict:
         """Log the split's line; `DataError` if nothing is left."""
@@ -198,62 +203,70 @@ def _token_counts(tokenizer, texts: list[str]) -> list[int]:
 
 class PairRules:
     """The rules of one split applied to normalised pairs, batch after batch in order: the first rule that
-    matches names the drop. Remembers the pairs kept so far (as `pair_hash`es) so `duplicate` spans batches.
+    matches names the drop (as a code; see RULES). Remembers the pairs kept so far (as `pair_hash`es, 8 bytes
+    each) so `duplicate` spans batches.
 
     `full=False` (evaluation splits) applies only `empty`.
     """
 
     def __init__(self, *, full: bool = True, tokenizer=None, max_chars: int | None = 1000, max_words: int | None = None,
                  max_tokens: int | None = None, max_length_ratio: float | None = 3.0, drop_copies: bool = True,
-                 drop_duplicates: bool = True, eval_hashes=frozenset(), seen=()):
+                 drop_duplicates: bool = True, eval_hashes=(), seen=()):
         self.full, self.tokenizer = full, tokenizer
         self.max_chars, self.max_words, self.max_tokens, self.max_ratio = max_chars, max_words, max_tokens, max_length_ratio
-        self.drop_copies, self.drop_duplicates, self.eval_hashes = drop_copies, drop_duplicates, eval_hashes
-        self.seen: set[int] = set(seen)
+        self.drop_copies, self.drop_duplicates = drop_copies, drop_duplicates
+        self.eval_hashes = eval_hashes if isinstance(eval_hashes, HashSet) else HashSet(eval_hashes)
+        self.seen = HashSet(seen)
 
-    def reasons(self, src: list[str], tgt: list[str]) -> list[str | None]:
+    def codes(self, src: list[str], tgt: list[str]) -> np.ndarray:
+        """Every rule's verdict on a batch of pairs: an int8 code per pair (KEEP, or the rule that drops it)."""
         return self.resolve(*self.row_checks(src, tgt))
 
-    def row_checks(self, src: list[str], tgt: list[str]) -> tuple[list[str | None], list[int]]:
-        """The rules that look at one pair only (a verdict per row, None = passes) and each pair's hash."""
+    def row_checks(self, src: list[str], tgt: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The rules that look at one pair only (a code per row, KEEP = passes) and each pair's hash."""
         full, max_chars, max_words, max_tokens, max_ratio = (self.full, self.max_chars, self.max_words,
                                                              self.max_tokens, self.max_ratio)
         if full and self.tokenizer is not None and max_tokens is not None:
             src_tokens, tgt_tokens = _token_counts(self.tokenizer, src), _token_counts(self.tokenizer, tgt)
         else:
             src_tokens = tgt_tokens = None
-        reasons: list[str | None] = []
+        codes = np.zeros(len(src), dtype=np.int8)
         for i, (s, t) in enumerate(zip(src, tgt)):
-            reason = None
             if not s or not t:
-                reason = "empty"
+                codes[i] = EMPTY
             elif not full:
                 pass
             elif ((max_chars is not None and max(len(s), len(t)) > max_chars)
                   or (max_words is not None and max(len(s.split()), len(t.split())) > max_words)
                   or (src_tokens is not None and max(src_tokens[i], tgt_tokens[i]) > max_tokens)):
-                reason = "too_long"
+                codes[i] = TOO_LONG
             elif max_ratio is not None and max(len(s), len(t)) > max_ratio * min(len(s), len(t)):
-                reason = "length_ratio"
+                codes[i] = LENGTH_RATIO
             elif self.drop_copies and s == t:
-                reason = "copy"
-            reasons.append(reason)
-        return reasons, [pair_hash(s, t) for s, t in zip(src, tgt)]
+                codes[i] = COPY
+        return codes, np.fromiter((pair_hash(s, t) for s, t in zip(src, tgt)), dtype=np.uint64, count=len(src))
 
-    def resolve(self, reasons: list[str | None], keys: list[int]) -> list[str | None]:
-        """Complete `row_checks`' verdicts, in row order: `duplicate` (a pair kept before, in this or an earlier
-        batch) and `eval_overlap`. Remembers the pairs it keeps."""
+    def resolve(self, codes: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        """Complete `row_checks`' codes as if row by row in order: a passing pair whose hash was kept before (in
+        this or an earlier batch) is a `duplicate`; else one that occurs in an evaluation split is an
+        `eval_overlap`; else it is kept and remembered. Vectorised: no Python object per row."""
+        codes = np.array(codes, dtype=np.int8)  # a copy: the caller's array stays as it was
         if not self.full:
-            return list(reasons)
-        out: list[str | None] = []
-        seen, eval_hashes = self.seen, self.eval_hashes
-        for reason, key in zip(reasons, keys):
-            if reason is None:
-                if self.drop_duplicates and key in seen:
-                    reason = "duplicate"
-                elif key in eval_hashes:
-                    reason = "eval_overlap"
-                else:
-                    seen.add(key)
-            out.append(reason)
-        return out
+            return codes
+        rows = np.flatnonzero(codes == KEEP)
+        hashes = np.asarray(keys, dtype=np.uint64)[rows]
+        if self.drop_duplicates:
+            kept_before = self.seen.contains(hashes)
+            codes[rows[kept_before]] = DUPLICATE
+            rows, hashes = rows[~kept_before], hashes[~kept_before]
+        in_eval = self.eval_hashes.contains(hashes)
+        codes[rows[in_eval]] = EVAL_OVERLAP
+        rows, hashes = rows[~in_eval], hashes[~in_eval]
+        if self.drop_duplicates:  # within the batch, every copy after a hash's first row
+            _, first = np.unique(hashes, return_index=True)
+            later = np.ones(len(rows), dtype=bool)
+            later[first] = False
+            codes[rows[later]] = DUPLICATE
+            hashes = hashes[first]
+        self.seen.add(hashes)
+        return codes

@@ -12,7 +12,13 @@ Each stage is logged as it ends (one line); the long ones show `datasets`' own p
 from __future__ import annotations
 
 import logging
+import sys
 import time
+
+try:
+    import resource
+except ImportError:  # Windows: no peak RSS in the stage records
+    resource = None
 from contextlib import contextmanager
 
 logger = logging.getLogger(__name__)
@@ -33,9 +39,19 @@ class StageLog:
         record["seconds"] = round(seconds, 3)
         rows = record["rows_in"]
         record["rows_per_second"] = round(rows / seconds, 1) if rows and seconds > 0 else None
+        record["peak_rss_mb"] = _peak_rss_mb()
         self.records.append(record)
-        logger.info("data stage %s: %s -> %s rows in %.2f s (%s rows/s)%s", name, rows, record["rows_out"], seconds,
-                    record["rows_per_second"], "".join(f"; {k}={v}" for k, v in facts.items()))
+        logger.info("data stage %s: %s -> %s rows in %.2f s (%s rows/s; peak RSS %s MB)%s", name, rows,
+                    record["rows_out"], seconds, record["rows_per_second"], record["peak_rss_mb"],
+                    "".join(f"; {k}={v}" for k, v in facts.items()))
 
     def as_list(self) -> list[dict]:
         return [dict(record) for record in self.records]
+
+
+def _peak_rss_mb() -> float | None:
+    """This process's peak resident memory so far: the stage that raised it is the one that holds data per row."""
+    if resource is None:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 1024), 1)  # bytes on macOS, KiB on Linux
