@@ -126,6 +126,44 @@ print("RESULT " + json.dumps({"first_step_wall": first.get("wall"), "first_step_
     return result
 
 
+def training_runs(sizes: list[int], minutes: float, work: Path) -> dict:
+    """One real run per size of the recipe as a user runs it (`bible_en_es_small.yaml`: vaswani-small, joint BPE
+    8k, 2,048-token batches) for `minutes` of training CPU time, side by side, size i pinned to core i: does
+    the large corpus train as fast as the small one? Data preparation is not in the minutes (the log has it)."""
+    started, cores = {}, os.cpu_count() or 1
+    validation = SHARED / "validation.jsonl"
+    for core, size in enumerate(sizes):
+        train, _ = make_corpus(size, work)
+        out = work / f"train_run_{size}"
+        shutil.rmtree(out, ignore_errors=True)
+        flags = ["--config", "recipes/configs/bible_en_es_small.yaml", "--train_file", str(train),
+                 "--validation_file", str(validation), "--output_dir", str(out), "--max_steps", "1000000",
+                 "--max_train_minutes", str(minutes), "--train_clock", "cpu", "--report_to", "none", "--plot", "false",
+                 "--num_beams", "1", "--max_predict_samples", "200"]  # a check that it learns, not a quality figure
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_DATASETS_CACHE": str(work / f"hf_cache_train_{size}"),
+               "TQDM_DISABLE": "1", "PYTHONPATH": str(ROOT)}
+        log = open(work / f"train_run_{size}.log", "w")
+        command = ["taskset", "-c", str(core % cores), sys.executable, "recipes/translate.py", *flags]
+        started[size] = (subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), out)
+    runs = {}
+    for size, (proc, out) in started.items():
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS, not the largest of all children
+        if status:
+            raise SystemExit(f"training run at {size} pairs failed; see {work / f'train_run_{size}.log'}")
+        results = json.loads((out / "eval_results.json").read_text("utf-8"))
+        info = json.loads((out / "run_info.json").read_text("utf-8"))
+        training = results["training"]
+        seconds = training["training_minutes"] * 60
+        runs[str(size)] = {"steps": training["steps"], "epochs": training["epochs"], "cpu_minutes": seconds / 60,
+                           "target_tokens_per_cpu_s": training["target_tokens"] / seconds,
+                           "tokens_per_cpu_s": training["tokens"] / seconds,
+                           "validation_bleu_200_greedy": results["validation"]["bleu"],
+                           "peak_rss_mb": usage.ru_maxrss / 1024,
+                           "data_stages_s": round(sum(s["seconds"] for s in info.get("data_stages", [])), 1)}
+        print("training run", size, json.dumps(runs[str(size)]), flush=True)
+    return runs
+
+
 def bad_line_at_700k(work: Path) -> list[dict]:
     """A 700,000-line file whose line 700,000 lacks its target: each reader must name that line."""
     import time
@@ -161,10 +199,18 @@ def main() -> None:
     parser.add_argument("--skip_bad_line", action="store_true", help="skip the line-700,000 check")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "bigmodel_data_scale")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "data_scale.json")
+    parser.add_argument("--training_sizes", type=int, nargs="*", default=[],
+                        help="instead of the data arms: one real training run per size, side by side")
+    parser.add_argument("--training_minutes", type=float, default=30.0)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     # sizes measured earlier (another invocation) stay on the page; those measured now replace theirs
     measured: dict = json.loads(args.json.read_text("utf-8")) if args.json.is_file() else {}
+    if args.training_sizes:
+        measured["training_runs"] = training_runs(args.training_sizes, args.training_minutes, args.work)
+        args.json.write_text(json.dumps(measured, indent=1) + "\n", "utf-8")
+        write_page(measured)
+        return
     for size in args.sizes:
         train, valid = make_corpus(size, args.work)
         arms: dict[str, list] = {}
@@ -209,15 +255,17 @@ def _stage_seconds(results, name):
 def write_page(measured: dict) -> None:
     lines = ["# Data at scale (issue 19): `benchmarks/data_scale.py`", "",
              "Written by `benchmarks/data_scale.py`; medians over the rounds run. See the notes at the end.", "",
-             "| pairs | arm | first step, wall s | first step, CPU s | peak RSS MB | all data stages s | load s | clean s "
-             "| tokenizer s | tokenize s | cache |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| pairs | arm | first step, wall s | first step, CPU s | peak RSS MB | peak anonymous RSS MB "
+             "| all data stages s | load s | clean s | tokenizer s | tokenize s | cache |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for size, arms in measured.items():
         if not size.isdigit():
             continue
         for arm, results in arms.items():
             cache = ",".join(sorted({s.get("cache", "") for r in results for s in r["stages"] if "cache" in s})) or "-"
             cells = [_median([r["first_step_wall"] for r in results]), _median([r["first_step_cpu"] for r in results]),
-                     _median([r["peak_rss_mb"] for r in results]), _median([_all_stages(r) for r in results]),
+                     _median([r["peak_rss_mb"] for r in results]),
+                     _median([r.get("peak_anon_mb") for r in results]), _median([_all_stages(r) for r in results]),
                      _stage_seconds(results, "load"),
                      _stage_seconds(results, "clean"), _stage_seconds(results, "tokenizer"),
                      _stage_seconds(results, "tokenize")]
@@ -248,12 +296,32 @@ def write_page(measured: dict) -> None:
             lines.append(f"- {size:,} pairs, clean + tokenize wall s, 1 vs 2 workers: {one:.1f} vs {two:.1f} "
                          f"({one / two:.2f}x; target 1.6x)")
     for arm in ("map_1_worker", "streaming"):
-        rss = [(size, med(size, arm, "peak_rss_mb")) for size in sizes]
-        rss = [(size, value) for size, value in rss if value]
-        if len(rss) > 1:
-            (small, low), (large, high) = rss[0], rss[-1]
-            lines.append(f"- peak RSS, {arm}: {low:.0f} MB at {small:,} -> {high:.0f} MB at {large:,} pairs "
-                         f"({high / low:.2f}x; target at most 1.3x from 30k to 3M)")
+        for key, what in (("peak_rss_mb", "peak RSS (ru_maxrss, mapped Arrow pages included)"),
+                          ("peak_anon_mb", "peak anonymous RSS")):
+            rss = [(size, med(size, arm, key)) for size in sizes]
+            rss = [(size, value) for size, value in rss if value]
+            if len(rss) > 1:
+                (small, low), (large, high) = rss[0], rss[-1]
+                lines.append(f"- {what}, {arm}: {low:.0f} MB at {small:,} -> {high:.0f} MB at {large:,} pairs "
+                             f"({high / low:.2f}x; target at most 1.3x from 30k to 3M)")
+    per_pair = [(size, _median([_all_stages(r) for r in measured[str(size)]["map_1_worker"]]) / size)
+                for size in sizes if size >= 300_000 and "map_1_worker" in measured[str(size)]]
+    if len(per_pair) > 1:
+        (small, low), (large, high) = per_pair[0], per_pair[-1]
+        lines.append(f"- all data stages per pair, map_1_worker: {low * 1e6:.0f} us at {small:,} -> {high * 1e6:.0f} us "
+                     f"at {large:,} pairs ({high / low:.2f}x; target within 15% from 300k to 3M)")
+    if runs := measured.get("training_runs"):
+        lines += ["", "## Training on the corpus (the recipe as a user runs it, side by side, one core each)", "",
+                  "| pairs | CPU minutes | steps | epochs | non-padding target tokens / CPU s | all tokens / CPU s "
+                  "| validation BLEU (200, greedy) | peak RSS MB | data stages s |", "|---|---|---|---|---|---|---|---|---|"]
+        for size, run in runs.items():
+            lines.append(f"| {int(size):,} | {run['cpu_minutes']:.1f} | {run['steps']} | {run['epochs']:.2f} | "
+                         f"{run['target_tokens_per_cpu_s']:.0f} | {run['tokens_per_cpu_s']:.0f} | "
+                         f"{run['validation_bleu_200_greedy']:.2f} | {run['peak_rss_mb']:.0f} | {run['data_stages_s']} |")
+        rates = [run["target_tokens_per_cpu_s"] for run in runs.values()]
+        if len(rates) > 1:
+            lines.append(f"\nTarget tokens per CPU second, largest corpus vs smallest: {rates[-1] / rates[0]:.3f}x "
+                         "(target: equal within noise).")
     for check in measured.get("bad_line_at_700k", []):
         lines.append(f"\nBad input at line 700,000, {check['reader']} ({check['seconds']} s): `{check['message']}`")
     lines += ["", "## Notes", "", NOTES]
