@@ -81,6 +81,22 @@ def test_aligned_text_files_by_prefix_tuple_and_directory(tmp_path):
     assert as_pairs(load_translation_dataset(tmp_path, validation_size=None)["train"]) == expected
 
 
+def test_tsv_and_aligned_readers_write_arrow_files_and_reread_an_edited_file(tmp_path, monkeypatch):
+    # rows go to a memory-mapped Arrow file batch by batch, not to Python lists: flat memory at any size
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    tsv = tmp_path / "train.tsv"
+    tsv.write_text("a\tb\n", encoding="utf-8")
+    (tmp_path / "al.en").write_text("one\n", encoding="utf-8")
+    (tmp_path / "al.es").write_text("uno\n", encoding="utf-8")
+    for spec, first in ((tsv, [("a", "b")]), (tmp_path / "al", [("one", "uno")])):
+        train = load_translation_dataset(spec, validation_size=None)["train"]
+        assert as_pairs(train) == first and train.cache_files, spec
+    tsv.write_text("a\tb\nc\td\n", encoding="utf-8")  # an edit: new size and time, so read again
+    (tmp_path / "al.es").write_text("otro\n", encoding="utf-8")
+    assert as_pairs(load_translation_dataset(tsv, validation_size=None)["train"]) == [("a", "b"), ("c", "d")]
+    assert as_pairs(load_translation_dataset(tmp_path / "al", validation_size=None)["train"]) == [("one", "otro")]
+
+
 def test_parquet_with_translation_struct(tmp_path):
     ds = datasets.Dataset.from_list(hub_layout(PAIRS))
     ds.to_parquet(str(tmp_path / "train.parquet"))
@@ -214,6 +230,9 @@ def test_wrong_column_count_and_misaligned_files(tmp_path):
     (tmp_path / "t.en").write_text("a\nb\nc\n")
     (tmp_path / "t.es").write_text("a\nb\n")
     with pytest.raises(DataError, match=r"t.en has 3 lines but .*t.es has 2"):
+        load_translation_dataset(tmp_path / "t")
+    (tmp_path / "t.es").write_text("a\nb\nc\nd\n")  # the longer file second: still counted in full
+    with pytest.raises(DataError, match=r"t.en has 3 lines but .*t.es has 4"):
         load_translation_dataset(tmp_path / "t")
 
 

@@ -9,6 +9,7 @@ line or column and what to do.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import os
@@ -322,11 +323,32 @@ def _pair_columns(ds, where, src, tgt, source_field, target_field, source_path=N
     return ds.select_columns(wanted).rename_columns({wanted[0]: "source", wanted[1]: "target"})
 
 
+def _pairs_to_arrow(rows, files: Sequence[Path], **settings) -> Dataset:
+    """`rows(**settings)`' pairs written to an Arrow file batch by batch, as the json and parquet builders do:
+    memory stays flat at any size, and the file is memory-mapped. The cache is keyed on the files' paths, inodes,
+    sizes and change times (as the json builder's is on times) and on `settings`, so an edited file is read
+    again."""
+    stamp = [(str(Path(f).resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+             for f in files for st in [os.stat(f)]]
+    fingerprint = hashlib.sha256(repr((rows.__name__, stamp, sorted(settings.items()))).encode()).hexdigest()[:32]
+    features = datasets.Features({"source": datasets.Value("string"), "target": datasets.Value("string")})
+    try:
+        return Dataset.from_generator(rows, features=features, gen_kwargs=settings, fingerprint=fingerprint)
+    except datasets.exceptions.DatasetGenerationError as error:  # the library wraps what the reader raised
+        if isinstance(error.__cause__, DataError):
+            raise error.__cause__ from None
+        raise
+
+
 def _read_delimited(path: Path, delimiter: str, src, tgt, source_field, target_field) -> Dataset:
     check_utf8(path)
+    return _pairs_to_arrow(_delimited_rows, [path], path=str(path), delimiter=delimiter, src=src, tgt=tgt,
+                           source_field=source_field, target_field=target_field)
+
+
+def _delimited_rows(path: str, delimiter: str, src, tgt, source_field, target_field):
     kind = "tab-separated" if delimiter == "\t" else "comma-separated"
     header_names = [{source_field, target_field}] if source_field else [{src, tgt}, {"source", "target"}]
-    sources, targets = [], []
     with open(path, encoding="utf-8-sig", newline="") as handle:
         quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
         reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
@@ -342,33 +364,41 @@ def _read_delimited(path: Path, delimiter: str, src, tgt, source_field, target_f
             if reader.line_num == 1 and source_field:
                 raise DataError(f"{path}: line 1: header {row} lacks {source_field!r}/{target_field!r}.")
             if not row:  # a blank line: an empty pair, counted (and dropped) by the cleaner
-                sources.append("")
-                targets.append("")
+                yield {"source": "", "target": ""}
                 continue
             if len(row) != width:
                 hint = "text must not contain tabs" if delimiter == "\t" else "quote fields that contain commas"
                 raise DataError(f"{path}: line {reader.line_num}: expected {width} {kind} columns, found "
                                 f"{len(row)} ({hint}).")
-            sources.append(row[columns[0]])
-            targets.append(row[columns[1]])
-    return Dataset.from_dict({"source": sources, "target": targets})
+            yield {"source": row[columns[0]], "target": row[columns[1]]}
 
 
-def _read_lines(path: Path) -> list[str]:
-    check_utf8(path)
-    text = path.read_text(encoding="utf-8-sig")
-    lines = text.split("\n")  # not splitlines(): U+2028 or \x85 inside a sentence must not break alignment
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
+def _lines(path: str):
+    # newline="\n": only "\n" ends a line (not splitlines()' U+2028 or \x85, which must not break alignment)
+    with open(path, encoding="utf-8-sig", newline="\n") as handle:
+        for line in handle:
+            line = line[:-1] if line.endswith("\n") else line
+            yield line[:-1] if line.endswith("\r") else line
 
 
 def _read_aligned(src_path: Path, tgt_path: Path) -> Dataset:
-    sources, targets = _read_lines(src_path), _read_lines(tgt_path)
-    if len(sources) != len(targets):
-        raise DataError(f"{src_path} has {len(sources)} lines but {tgt_path} has {len(targets)}; aligned files "
-                        "need one sentence per line and the same number of lines.")
-    return Dataset.from_dict({"source": sources, "target": targets})
+    check_utf8(src_path)
+    check_utf8(tgt_path)
+    return _pairs_to_arrow(_aligned_rows, [src_path, tgt_path], src_path=str(src_path), tgt_path=str(tgt_path))
+
+
+def _aligned_rows(src_path: str, tgt_path: str):
+    sources, targets = _lines(src_path), _lines(tgt_path)
+    count = 0
+    while (source := next(sources, None)) is not None and (target := next(targets, None)) is not None:
+        count += 1
+        yield {"source": source, "target": target}
+    # one file ended: count what is left of either (a source line already read counts)
+    rest_src = (source is not None) + sum(1 for _ in sources)
+    rest_tgt = sum(1 for _ in targets)
+    if rest_src or rest_tgt:
+        raise DataError(f"{src_path} has {count + rest_src} lines but {tgt_path} has {count + rest_tgt}; aligned "
+                        "files need one sentence per line and the same number of lines.")
 
 
 def _read_lm(path: Path, data_format, text_field: str, sample_by: str) -> Dataset:
