@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from itertools import chain
 from pathlib import Path
 
 import datasets
@@ -236,7 +237,7 @@ class StreamingBatches(torch.utils.data.IterableDataset):
                 src, tgt = cleaner.clean(*raw)
                 sources += src
                 targets += tgt
-            if sources:
+            if sources:  # the chunk takes the lists over: it empties them once tokenised
                 yield from self._chunk(sources, targets, position, chunk)
             chunk += 1
             position.update(chunk=chunk, taken=0, row=row, cleaner=cleaner.state())
@@ -245,11 +246,13 @@ class StreamingBatches(torch.utils.data.IterableDataset):
             report["splits"]["train"] = cleaner.tally.finish("train (streamed)")
             self.first_pass_report = position["first_pass"] = report
 
-    def _chunk(self, sources, targets, position, chunk: int):
-        if self.source_prefix:
-            sources = [self.source_prefix + s for s in sources]
-        features = self._tokenize(sources, targets)
-        lengths = np.array([[len(f["input_ids"]), len(f["labels"])] for f in features], dtype=np.int64)
+    def _chunk(self, sources: list[str], targets: list[str], position, chunk: int):
+        prefixed = [self.source_prefix + s for s in sources] if self.source_prefix else sources
+        features = self._tokenize(prefixed, targets)
+        del prefixed
+        sources.clear()  # the texts are not needed once tokenised: the chunk's memory is its token ids
+        targets.clear()
+        lengths = features.lengths
         batches = _even_out(_make_batches(lengths, self.max_tokens, self.max_sentences, self.seed + chunk),
                             self.world_size)
         order = np.random.default_rng([self.seed, position["epoch"], chunk]).permutation(len(batches))
@@ -258,14 +261,39 @@ class StreamingBatches(torch.utils.data.IterableDataset):
             position["taken"] = number + 1
             yield [features[i] for i in batches[mine[number]]]
 
-    def _tokenize(self, sources, targets) -> list[dict]:
-        tok = self.tokenizer
-        features = []
-        for start in range(0, len(sources), _READ_BATCH):
-            enc = tok(sources[start : start + _READ_BATCH], truncation=self.max_source_length is not None,
-                      max_length=self.max_source_length)
-            labels = tok(text_target=targets[start : start + _READ_BATCH], truncation=self.max_target_length is not None,
-                         max_length=self.max_target_length)["input_ids"]
-            features += [{"input_ids": ids, "attention_mask": mask, "labels": lab}
-                         for ids, mask, lab in zip(enc["input_ids"], enc["attention_mask"], labels)]
-        return features
+    def _tokenize(self, sources, targets) -> TokenizedChunk:
+        tok, parts = self.tokenizer, {"input_ids": [], "labels": []}
+        for start in range(0, len(sources), _READ_BATCH):  # packed a read batch at a time
+            inputs = tok(sources[start : start + _READ_BATCH], truncation=self.max_source_length is not None,
+                         max_length=self.max_source_length)["input_ids"]
+            labels = tok(text_target=targets[start : start + _READ_BATCH],
+                         truncation=self.max_target_length is not None, max_length=self.max_target_length)["input_ids"]
+            for name, rows in (("input_ids", inputs), ("labels", labels)):
+                parts[name].append((np.fromiter(chain.from_iterable(rows), dtype=np.int32),
+                                    np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))))
+        return TokenizedChunk(parts)
+
+
+class TokenizedChunk:
+    """A chunk's token ids as flat int32 arrays with offsets: 4 bytes a token, where a list of Python ints
+    per example costs over 8 plus the list and dict around it. `chunk[i]` is example i as the tokenizer
+    gave it (ids, an all-ones attention mask, labels); `lengths` is (examples, 2): source and target tokens."""
+
+    def __init__(self, parts: dict[str, list[tuple[np.ndarray, np.ndarray]]]):
+        self.flat, self.starts, sizes = {}, {}, []
+        for name in ("input_ids", "labels"):
+            lengths = np.concatenate([size for _, size in parts[name]])
+            self.flat[name] = np.concatenate([ids for ids, _ in parts[name]])
+            self.starts[name] = np.concatenate([[0], np.cumsum(lengths)])
+            sizes.append(lengths)
+        self.lengths = np.stack(sizes, axis=1)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def _ids(self, name: str, i: int) -> list[int]:
+        return self.flat[name][self.starts[name][i] : self.starts[name][i + 1]].tolist()
+
+    def __getitem__(self, i: int) -> dict:
+        ids = self._ids("input_ids", i)
+        return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": self._ids("labels", i)}
