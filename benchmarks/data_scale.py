@@ -24,7 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "bible_en_es"
 RESULTS = ROOT / "benchmarks" / "results" / "data_scale.md"
-ARMS = ["map_1_worker", "map_2_workers", "cache_cold", "cache_warm", "streaming"]
+ARMS = ["map_1_worker", "map_2_workers", "cache_cold", "cache_warm", "streaming", "map_capped"]
+CGROUP_V1 = Path("/sys/fs/cgroup/memory")  # where a memory limit can be set (as root) for the `map_capped` arm
 TINY = "d_model=32,ffn_dim=64,encoder_layers=1,decoder_layers=1,num_attention_heads=2"
 
 # Runs the recipe in this process; a callback notes the first optimiser step; prints one JSON line at the end.
@@ -54,22 +55,23 @@ runpy.run_path("recipes/translate.py", run_name="__main__")
 
 NOTES = """\
 - Each arm is a fresh process: `first step` includes Python start-up, imports, building the tiny model and
-  the Trainer (about 8-9 CPU s on this machine whatever the data size), which bounds how much a warm cache
-  can save at small sizes; `all data stages` is the data work alone (load, clean, tokenizer, tokenize, or the
-  cache's stage on a hit), wall-clock.
-- The machine (2 cores) was shared with other jobs while this ran (load average 5-10): wall-clock figures are
-  inflated and noisy; CPU seconds are the recipe process's only (the workers' CPU is not in them). With 2
-  cores under that load, 2 workers cannot show their speed-up; the 1.6x target needs an idle machine.
-- One round per arm (no medians over alternating rounds: no time for more). Arms not run are absent from the
-  table: at 300k only `cache_cold` (the map-style 1-worker run, plus storing the cache), `cache_warm` and
-  `streaming` ran (`--arms`), for time. `streaming` reaches its first step after the tokenizer sample
-  (100,000 pairs by default) and the first chunk (`--streaming_buffer_size`, 100,000), not the whole corpus;
-  its peak RSS is mostly that chunk's tokenised examples (Python objects), which does not grow with the corpus.
-- Not measured this session: 3M pairs (so the RSS ratio 30k -> 3M and the time per pair 300k -> 3M targets
-  are open) and the 30-minute training run on the 3M corpus. Map-style cleaning keeps the text in Arrow but
-  holds per-pair Python objects for the verdicts and the set of kept hashes (tens of bytes per pair, not
-  kilobytes); the TSV and aligned-text readers still build Python lists. The streaming path holds one chunk
-  of `--streaming_buffer_size` pairs plus that hash set.
+  the Trainer (5-9 CPU s on this machine whatever the data size), which bounds how much a warm cache can save
+  at small sizes; `all data stages` is the data work alone (load, clean, tokenizer, tokenize, or the cache's
+  stage on a hit), wall-clock. One round per arm, on an otherwise idle machine (2 cores).
+- **Two measures of memory.** `peak RSS` is the process's `ru_maxrss`: it counts the pages of the
+  memory-mapped Arrow files (the loaded, cleaned and tokenised data sets) that the process has read. Those
+  pages are the kernel's file cache: it drops them under memory pressure and reads them again when needed.
+  `peak anonymous RSS` (sampled every 20 ms) is the process's own memory. The `map_capped` arm checks the
+  difference on the real thing: the map-style run inside a memory cgroup (no swap) whose limit is 1.3x the
+  30k map-style `ru_maxrss`.
+- **What is held per pair** (map-style): the verdict code (1 byte) and pair hash (8) of each row, the set of
+  kept hashes (8, sorted numpy segments: `bigmodel_hf/data/hash_set.py`), the kept rows' positions (8), and
+  the token-budget sampler's lengths and positions (int32). Text and token ids stay in Arrow. Streaming holds
+  one chunk of `--streaming_buffer_size` pairs (100,000) as flat int32 token ids, plus the hash set.
+- **Workers.** One worker's tokenisation and tokenizer training already run on both cores, inside the Rust
+  tokenizer (CPU s above wall s). Worker processes run it single-threaded (`tokenizers` turns its threads off
+  after a fork), so on 2 cores tokenisation can gain about 1.4x at most. Tokenizer training is not split
+  across workers. Cleaning (Python) is split, including the copy of the kept rows.
 """
 
 
@@ -93,7 +95,7 @@ def make_corpus(size: int, folder: Path) -> tuple[Path, Path]:
 
 
 def run_arm(train: Path, valid: Path, work: Path, *, workers: int = 1, cache: Path | None = None,
-            streaming: bool = False) -> dict:
+            streaming: bool = False, memory_limit_mb: float | None = None) -> dict:
     out = Path(tempfile.mkdtemp(dir=work, prefix="run-"))
     flags = ["--train_file", str(train), "--validation_file", str(valid), "--output_dir", str(out),
              "--config_overrides", TINY, "--max_steps", "1", "--eval_strategy", "no", "--save_strategy", "no",
@@ -115,11 +117,31 @@ print("RESULT " + json.dumps({"first_step_wall": first.get("wall"), "first_step_
            "HF_DATASETS_CACHE": str(work / "hf_cache"), "TQDM_DISABLE": "1"}
     # a fresh datasets cache per arm: a "cold" arm must not reuse Arrow files of an earlier arm
     shutil.rmtree(work / "hf_cache", ignore_errors=True)
-    proc = subprocess.run([sys.executable, "-c", code, *flags], cwd=ROOT, env=env, capture_output=True, text=True)
+    command = [sys.executable, "-c", code, *flags]
+    group = None
+    if memory_limit_mb:  # the process joins a memory cgroup first: past the limit the kernel reclaims or kills
+        group = CGROUP_V1 / f"bigmodel_data_scale_{os.getpid()}"
+        group.mkdir()
+        for name in ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes"):  # memsw: no swapping out of it
+            if (group / name).exists():
+                (group / name).write_text(str(int(memory_limit_mb * 2**20)))
+        command = ["sh", "-c", f'echo $$ > {group}/cgroup.procs && exec "$@"', "sh", *command]
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
+    if group is not None:
+        limits = {"memory_limit_mb": memory_limit_mb, "completed": proc.returncode == 0 and line is not None,
+                  "cgroup_max_usage_mb": int((group / "memory.max_usage_in_bytes").read_text()) / 2**20,
+                  "limit_hits": max(int((group / name).read_text()) for name in ("memory.failcnt", "memory.memsw.failcnt")
+                                    if (group / name).exists())}
+        group.rmdir()
+        if not limits["completed"]:
+            print(f"capped arm did not complete ({proc.returncode}): {proc.stderr[-1500:]}", flush=True)
+            return {"first_step_wall": None, "first_step_cpu": None, "peak_rss_mb": None, "stages": [], **limits}
     if proc.returncode != 0 or line is None:
         raise SystemExit(f"arm failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     result = json.loads(line[len("RESULT "):])
+    if group is not None:
+        result.update(limits)
     info = json.loads((out / "run_info.json").read_text("utf-8"))
     result["stages"] = info.get("data_stages", [])
     shutil.rmtree(out, ignore_errors=True)
@@ -214,6 +236,9 @@ def main() -> None:
         write_page(measured)
         return
     for size in args.sizes:
+        # the capped arm's limit: the issue's bound, 1.3x the 30k map-style peak (measured earlier or just now)
+        small = measured.get("30000", {}).get("map_1_worker")
+        cap = 1.3 * _median([r["peak_rss_mb"] for r in small]) if small else None
         train, valid = make_corpus(size, args.work)
         arms: dict[str, list] = {}
         for round_ in range(args.rounds):
@@ -227,11 +252,15 @@ def main() -> None:
             shutil.rmtree(cache, ignore_errors=True)
             for arm in order:
                 kwargs = dict(map_1_worker={}, map_2_workers=dict(workers=2), cache_cold=dict(cache=cache),
-                              cache_warm=dict(cache=cache), streaming=dict(streaming=True))[arm]
+                              cache_warm=dict(cache=cache), streaming=dict(streaming=True),
+                              map_capped=dict(memory_limit_mb=cap))[arm]
+                if arm == "map_capped" and (cap is None or not os.access(CGROUP_V1, os.W_OK)):
+                    print(f"{size} map_capped: skipped (needs the 30k map_1_worker peak and a writable {CGROUP_V1})")
+                    continue
                 result = run_arm(train, valid, args.work, **kwargs)
                 print(size, arm, json.dumps({k: v for k, v in result.items() if k != "stages"}), flush=True)
                 arms.setdefault(arm, []).append(result)
-        measured[str(size)] = arms
+        measured.setdefault(str(size), {}).update(arms)  # arms not rerun keep their earlier figures
         args.json.write_text(json.dumps(measured, indent=1) + "\n", "utf-8")
     if not args.skip_bad_line:
         measured["bad_line_at_700k"] = bad_line_at_700k(args.work)
@@ -306,6 +335,13 @@ def write_page(measured: dict) -> None:
                 (small, low), (large, high) = rss[0], rss[-1]
                 lines.append(f"- {what}, {arm}: {low:.0f} MB at {small:,} -> {high:.0f} MB at {large:,} pairs "
                              f"({high / low:.2f}x; target at most 1.3x from 30k to 3M)")
+    for size in sizes:
+        for run in measured[str(size)].get("map_capped", []):
+            verdict = "reached its first step" if run["completed"] else "did not complete (killed or failed)"
+            lines.append(f"- {size:,} pairs, map-style in a memory cgroup of {run['memory_limit_mb']:.0f} MB (1.3x the "
+                         f"30k map-style peak RSS, no swap): {verdict}; the group's peak usage "
+                         f"{run['cgroup_max_usage_mb']:.0f} MB, the limit reached {run['limit_hits']} times (each "
+                         "time the kernel reclaimed file pages, which are re-read when needed, and killed nothing)")
     per_pair = [(size, _median([_all_stages(r) for r in measured[str(size)]["map_1_worker"]]) / size)
                 for size in sizes if size >= 300_000 and "map_1_worker" in measured[str(size)]]
     if len(per_pair) > 1:

@@ -95,7 +95,9 @@ def clean_translation_dataset(
         report["splits"][split] = tally.finish(split)
         extra = [c for c in dataset[split].column_names if c not in ("source", "target")]
         kept = ds.select(keep) if len(keep) < len(ds) else ds
-        cleaned[split] = kept.select_columns(["source", "target", *extra]).flatten_indices()
+        # the copy of the kept rows runs in the workers too; in the main process alone it is a serial tail
+        cleaned[split] = kept.select_columns(["source", "target", *extra]).flatten_indices(
+            num_proc=num_proc if num_proc and num_proc > 1 and len(kept) > 1 else None)
 
     if report_dir is not None:
         write_cleaning_report(report, report_dir)
