@@ -193,6 +193,34 @@ def test_trainer_uses_token_budget_batches(tmp_path, tokenizer):
     assert steps < 120 / 4  # bigger batches than the fixed per_device_train_batch_size would give
 
 
+def test_cpu_bf16_training_pads_lengths_to_multiples_of_8_within_the_budget(tmp_path, tokenizer):
+    # under CPU bf16, free lengths make oneDNN keep kernels per shape (gigabytes over a run): the recipe pads
+    # to multiples of 8, and the sampler counts the padded lengths so the budget still holds
+    from bigmodel_hf.training.precision import training_length_multiple
+
+    common = dict(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    assert training_length_multiple(TrainingArguments(**common)) is None
+    bf16 = TrainingArguments(**common, bf16=True, num_train_epochs=1, save_strategy="no", disable_tqdm=True,
+                             logging_strategy="no", learning_rate=0.0)
+    multiple = training_length_multiple(bf16)
+    assert multiple == 8
+    rng = np.random.default_rng(4)
+    src = [" ".join(["cat"] * int(n)) for n in rng.integers(1, 30, size=120)]
+    tgt = [" ".join(["gato"] * int(n)) for n in rng.integers(1, 30, size=120)]
+    ds = datasets.Dataset.from_dict({"source": src, "target": tgt, "idx": list(range(120))})
+    ds = ds.map(lambda b: {**tokenizer(b["source"]), "labels": tokenizer(text_target=b["target"])["input_ids"]},
+                batched=True, remove_columns=["source", "target"])
+    model = Recorder()
+    trainer = TokenBudgetTrainer(model=model, args=bf16, train_dataset=ds, max_tokens=128, length_multiple=multiple,
+                                 data_collator=make_seq2seq_collator(tokenizer, pad_to_multiple_of=multiple))
+    trainer.train()
+    assert sorted(i for *_, idx in model.seen for i in idx) == list(range(120))
+    for in_shape, label_shape, _ in model.seen:
+        assert in_shape[1] % 8 == 0 and label_shape[1] % 8 == 0
+        assert in_shape[0] * in_shape[1] <= 128 and label_shape[0] * label_shape[1] <= 128
+    assert len({shape for shape, *_ in model.seen}) < len(model.seen)  # shapes repeat: few kernels to keep
+
+
 DDP_SCRIPT = '''
 import json, sys
 import datasets, numpy as np, torch

@@ -282,8 +282,8 @@ class MultilingualTranslationTrainer(TranslationTrainer):
         args = self.args
         groups = [direction_of(s, t) for s, t in zip(column(dataset, "source_lang"), column(dataset, "target_lang"))]
         self.language_sampler = LanguageMixBatchSampler(
-            column_lengths(dataset, self.length_columns), groups, self.max_tokens, self.probabilities,
-            max_sentences=self.max_sentences, seed=args.data_seed if args.data_seed is not None else args.seed,
+            column_lengths(dataset, self.length_columns, self.length_multiple), groups, self.max_tokens,
+            self.probabilities, max_sentences=self.max_sentences, seed=args.data_seed if args.data_seed is not None else args.seed,
             num_replicas=max(1, args.world_size), rank=args.process_index if args.world_size > 1 else 0,
         )
         return self.language_sampler

@@ -62,6 +62,18 @@ class Float32EvaluationMixin:
             return super().prediction_step(model, *args, **kwargs)
 
 
+def training_length_multiple(training_args) -> int | None:
+    """The multiple that training batches' sequence lengths are padded to: 8 under bf16 autocast on CPU.
+
+    In bfloat16, oneDNN builds and keeps kernels and buffers for each matrix shape it meets, and token-budget
+    batches come in hundreds of lengths: the recipe's vaswani-small run on `bible_en_es` grew to 3.0 GB of
+    anonymous memory after 350 steps and 5.1 GB after 2,100. In a 200-step probe with random lengths, bf16
+    grew from 1.3 to 2.9 GB, the same lengths padded to multiples of 8 stayed at 1.0-1.1 GB, and float32 at
+    0.85-0.89 GB (none of them grows with padding or in float32).
+    """
+    return 8 if training_args.bf16 and training_args.device.type == "cpu" else None
+
+
 @contextlib.contextmanager
 def short_sequence_bf16_attention(model, training_args):
     """Eager attention while training under bf16 autocast on CPU, SDPA again afterwards.

@@ -27,12 +27,15 @@ from .sharding import ShardedTrainingMixin, SyncedShardedGenerationMixin
 
 
 class TokenBudgetTrainerMixin:
-    """Mix in before a `Trainer` class: `max_tokens=N` switches training batches to a token budget."""
+    """Mix in before a `Trainer` class: `max_tokens=N` switches training batches to a token budget.
+    `length_multiple`: lengths are counted padded to this multiple, as the collator pads them."""
 
     def __init__(self, *args, max_tokens: int | None = None, max_sentences: int | None = None,
-                 length_columns: Sequence[str] = ("input_ids", "labels"), **kwargs):
+                 length_columns: Sequence[str] = ("input_ids", "labels"), length_multiple: int | None = None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.max_tokens, self.max_sentences, self.length_columns = max_tokens, max_sentences, tuple(length_columns)
+        self.length_multiple = length_multiple
 
     def get_train_dataloader(self) -> DataLoader:
         if isinstance(self.train_dataset, StreamingBatches):
@@ -70,7 +73,8 @@ class TokenBudgetTrainerMixin:
         batches another way (`training.multilingual` samples language pairs)."""
         args = self.args
         return TokenBudgetBatchSampler(
-            column_lengths(dataset, self.length_columns), self.max_tokens, max_sentences=self.max_sentences,
+            column_lengths(dataset, self.length_columns, self.length_multiple), self.max_tokens,
+            max_sentences=self.max_sentences,
             seed=args.data_seed if args.data_seed is not None else args.seed,
             num_replicas=max(1, args.world_size), rank=args.process_index if args.world_size > 1 else 0,
         )

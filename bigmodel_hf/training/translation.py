@@ -43,7 +43,7 @@ from .multilingual import (
     evaluation_subset, language_special_tokens, language_start_tokens, load_multilingual_data,
     multilingual_tokenizer_inputs, report_tokens_per_word, split_by_direction, temperature_of, tokenize_multilingual,
 )
-from .precision import short_sequence_bf16_attention
+from .precision import short_sequence_bf16_attention, training_length_multiple
 from .rerun import completed_run
 from .runs import (
     capped, check_model_settings, dropout_settings, finish_run, record_run, sized_to_tokenizer, start_run,
@@ -356,7 +356,8 @@ def build_translation_trainer(run_config: RunConfig, model, tokenizer, raw, toke
     def plain_samples(model, texts):
         return translate_texts(model, tokenizer, texts, max_new_tokens=max_new_tokens_of(model.generation_config))
 
-    collator, keep_columns = make_seq2seq_collator(tokenizer, model), ()
+    multiple = training_length_multiple(args)  # few matrix shapes under CPU bf16: flat memory
+    collator, keep_columns = make_seq2seq_collator(tokenizer, model, pad_to_multiple_of=multiple), ()
     train_dataset = tokenized["train"] if train_dataset is None else train_dataset
     bpe_dropout = run_config.tokenizer.bpe_dropout
     if bpe_dropout:  # training side only: the collator re-encodes the text; evaluation keeps `tokenizer`
@@ -372,7 +373,7 @@ def build_translation_trainer(run_config: RunConfig, model, tokenizer, raw, toke
         model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
         data_collator=collator, processing_class=tokenizer, keep_columns=keep_columns,
         compute_metrics=TranslationMetrics(tokenizer, None if run_config.data.language_pairs else data.target_lang),
-        max_tokens=data.max_tokens,
+        max_tokens=data.max_tokens, length_multiple=multiple,
         callbacks=build_callbacks(run, args, generate_samples or plain_samples, inputs, references),
     )
 
