@@ -28,7 +28,7 @@ def tiny_run(corpus, output_dir, **overrides) -> list[str]:
         config_overrides=TINY_MODEL, vocab_size=120, tokenizer_min_frequency=1, max_steps=6, warmup_steps=1,
         learning_rate=5e-3, label_smoothing_factor=0.0, per_device_train_batch_size=4, eval_steps=3, save_steps=3,
         logging_steps=1, num_beams=2, generation_max_length=12, num_sample_outputs=2, max_predict_samples=7,
-        report_to="none", seed=0,
+        report_to="none", seed=0, bf16="false",  # and no recipe bf16 default (on CPUs with native bf16) either
     )
     return flags(**{**settings, **overrides})
 
@@ -136,7 +136,7 @@ def lm_runs(tmp_path_factory):
                      "num_key_value_heads=1,dropout=0.0", tokenizer_min_frequency=1, block_size=32, max_steps=4,
                      warmup_steps=1, learning_rate=5e-3, per_device_train_batch_size=4, eval_steps=4, save_steps=4,
                      logging_steps=1, max_eval_samples=9, num_sample_outputs=1, max_new_tokens=6, report_to="none",
-                     seed=0)
+                     seed=0, bf16="false")
     script = ROOT / "recipes" / "generate_text.py"
     accelerate_launch("cpu_2proc.yaml", lm_run(root / "ddp"), script=script)
     done = accelerate_launch("fsdp.yaml", lm_run(root / "fsdp"), script=script, launch_flags=FP32)
