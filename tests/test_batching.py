@@ -167,13 +167,18 @@ class Recorder(torch.nn.Module):
         return {"loss": self.embed(input_ids).pow(2).mean()}
 
 
-def test_trainer_uses_token_budget_batches(tmp_path, tokenizer):
-    rng = np.random.default_rng(3)
+def tokenized_pairs(tokenizer, seed: int) -> datasets.Dataset:
+    """120 tokenised pairs of 1-29 words a side, each with its index (`idx`)."""
+    rng = np.random.default_rng(seed)
     src = [" ".join(["cat"] * int(n)) for n in rng.integers(1, 30, size=120)]
     tgt = [" ".join(["gato"] * int(n)) for n in rng.integers(1, 30, size=120)]
     ds = datasets.Dataset.from_dict({"source": src, "target": tgt, "idx": list(range(120))})
-    ds = ds.map(lambda b: {**tokenizer(b["source"]), "labels": tokenizer(text_target=b["target"])["input_ids"]},
-                batched=True, remove_columns=["source", "target"])
+    return ds.map(lambda b: {**tokenizer(b["source"]), "labels": tokenizer(text_target=b["target"])["input_ids"]},
+                  batched=True, remove_columns=["source", "target"])
+
+
+def test_trainer_uses_token_budget_batches(tmp_path, tokenizer):
+    ds = tokenized_pairs(tokenizer, seed=3)
     model = Recorder()
     args = TrainingArguments(output_dir=str(tmp_path), num_train_epochs=2, per_device_train_batch_size=4,
                              report_to="none", save_strategy="no", use_cpu=True, disable_tqdm=True, seed=5,
@@ -204,12 +209,7 @@ def test_cpu_bf16_training_pads_lengths_to_multiples_of_8_within_the_budget(tmp_
                              logging_strategy="no", learning_rate=0.0)
     multiple = training_length_multiple(bf16)
     assert multiple == 8
-    rng = np.random.default_rng(4)
-    src = [" ".join(["cat"] * int(n)) for n in rng.integers(1, 30, size=120)]
-    tgt = [" ".join(["gato"] * int(n)) for n in rng.integers(1, 30, size=120)]
-    ds = datasets.Dataset.from_dict({"source": src, "target": tgt, "idx": list(range(120))})
-    ds = ds.map(lambda b: {**tokenizer(b["source"]), "labels": tokenizer(text_target=b["target"])["input_ids"]},
-                batched=True, remove_columns=["source", "target"])
+    ds = tokenized_pairs(tokenizer, seed=4)
     model = Recorder()
     trainer = TokenBudgetTrainer(model=model, args=bf16, train_dataset=ds, max_tokens=128, length_multiple=multiple,
                                  data_collator=make_seq2seq_collator(tokenizer, pad_to_multiple_of=multiple))
