@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,8 @@ from safetensors.torch import load_file
 
 from bigmodel_hf.cli import main
 from bigmodel_hf.interactive import CompletionEngine
-from bigmodel_hf.interactive.adaptation import INFO, AdaptSettings, OnlineAdapter, read_corrections
+from bigmodel_hf.interactive.adaptation import (INFO, LEARNING_NICENESS, AdaptSettings, OnlineAdapter,
+                                                read_corrections)
 from bigmodel_hf.interactive.session import CorrectionLog
 from bigmodel_hf.interactive.terminal import run_terminal
 from bigmodel_hf.interactive.web import InteractiveApp
@@ -80,6 +82,26 @@ def test_an_approval_changes_the_weights_and_the_next_completion_uses_them(base,
     learned_pair = engine.complete(APPROVED[1][0], "")  # learning a pair raises its probability
     assert json.loads((tmp_path / "out" / INFO).read_text())["pairs_learned"] == 1
     assert learned_pair.text
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread niceness is a Linux facility")
+def test_learning_runs_below_serving_priority(base, tmp_path):
+    """Updates yield the core to completions: the learning thread drops to the lowest priority, and the
+    serving thread (here the test's) keeps its own."""
+    engine = CompletionEngine.from_pretrained(base)
+    seen = []
+
+    def install(tensors):
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        engine.replace_weights(tensors)
+
+    serving_before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    adapter = OnlineAdapter(engine.model, engine.tokenizer, base, tmp_path / "c.jsonl", AdaptSettings(**FAST),
+                            tmp_path / "out", install=install, source_lang="en", target_lang="es")
+    adapter.learn(*APPROVED[0])
+    adapter.close()
+    assert seen == [LEARNING_NICENESS] and serving_before < LEARNING_NICENESS
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == serving_before
 
 
 @pytest.mark.parametrize("moves", ["all", "decoder", "lora"])

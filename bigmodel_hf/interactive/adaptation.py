@@ -328,6 +328,22 @@ def save_adapted(output_dir: Path, served_model, tokenizer, base_dir, info: dict
 # ------------------------------------------------------------------------------- the worker
 
 
+LEARNING_NICENESS = 19  # the lowest priority: a completion on the same core gets ~98% of it (CFS weights 1024:15)
+
+
+def yield_to_serving() -> bool:
+    """Lower the calling thread's scheduling priority so that completions, in other threads of this process,
+    win any core they share with learning; True if done. Linux only: there `setpriority` takes a thread id
+    and niceness counts between threads of one process. Elsewhere the update competes as an equal."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LEARNING_NICENESS)
+    except OSError:
+        return False
+    return True
+
+
 class OnlineAdapter:
     """Learns from approved pairs in a background thread, in order, handing new weights to `install`.
 
@@ -397,6 +413,7 @@ class OnlineAdapter:
         self._jobs.put(count)
 
     def _work(self) -> None:
+        yield_to_serving()
         while (count := self._jobs.get()) is not None:
             try:
                 if self.error is None:
