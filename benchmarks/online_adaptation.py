@@ -171,8 +171,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keystroke_every", type=int, default=30, help="0: no keystroke simulation")
     parser.add_argument("--num_beams", type=int, default=None, help="default: the model's generation_config")
     parser.add_argument("--arms", nargs="+", default=["decoder:1e-4", "decoder:1e-3", "lora:1e-4", "lora:1e-3"],
-                        help="MOVES:LEARNING_RATE per adapting arm")
+                        help="MOVES:LEARNING_RATE[:STEPS_PER_APPROVAL] per adapting arm")
     parser.add_argument("--steps_per_approval", type=int, default=AdaptSettings.steps_per_approval)
+    parser.add_argument("--replay_original", type=int, default=AdaptSettings.replay_original)
     parser.add_argument("--note", default="")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
@@ -192,9 +193,11 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="online_adaptation_") as work:
         arms = [("no adaptation", None)]
         for arm in args.arms:
-            moves, rate = arm.split(":")
-            arms.append((f"{moves}, lr {rate}", AdaptSettings(moves=moves, learning_rate=float(rate),
-                                                              steps_per_approval=args.steps_per_approval)))
+            moves, rate, *steps = arm.split(":")
+            steps = int(steps[0]) if steps else args.steps_per_approval
+            label = f"{moves}, lr {rate}" + (f", {steps} steps" if steps != args.steps_per_approval else "")
+            arms.append((label, AdaptSettings(moves=moves, learning_rate=float(rate), steps_per_approval=steps,
+                                              replay_original=args.replay_original)))
         for name, settings in arms:
             log(f"arm {name}")
             row = run_arm(args, name.replace(" ", "_").replace(",", ""), settings, document, bible, heldout,
