@@ -18,8 +18,8 @@ training). Run the arms as two processes pinned to one core each, at the same ti
     OMP_NUM_THREADS=1 nohup taskset -c 1 python benchmarks/translation_quality.py --arm baseline &
 
 Each arm writes `<out>/<arm>/result.json`; `--arm report` turns those present into
-`benchmarks/results/translation_quality.md`. `--smoke` shrinks the budget to 2 minutes and the
-validation set to 100 pairs.
+`benchmarks/results/translation_quality.md`. `--smoke` shrinks the budget to 2 minutes (eole: 90 CPU
+seconds after a 30-second calibration) and the validation set to 100 pairs.
 
 A third arm, `eole` (issue 21; `benchmarks/eole_arm.py`), trains OpenNMT's successor eole 0.6.4 on the
 same cleaned data pre-tokenized into the same BPE pieces, at the same model size, for `--budget_minutes`
@@ -261,7 +261,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arm", choices=["prepare", *ARMS, "report"], required=True)
     parser.add_argument("--budget_minutes", type=float, default=60.0)
-    parser.add_argument("--smoke", action="store_true", help="2-minute budget, 100 validation pairs")
+    parser.add_argument("--smoke", action="store_true",
+                        help="2-minute budget (eole: 90 CPU seconds), 100 validation pairs")
     parser.add_argument("--max_steps", type=int, default=-1, help="baseline: length of its linear schedule")
     parser.add_argument("--data_dir", default=str(DATA_DIR))
     parser.add_argument("--out", default="outputs/translation_quality")
@@ -275,7 +276,7 @@ def main(argv=None):
     parser.add_argument("--core", type=int, default=None,
                         help="eole arm: the core eole is pinned to (default: the first this process may use)")
     parser.add_argument("--calibration_s", type=float, default=60.0,
-                        help="eole arm: CPU seconds of the calibration run that sizes its schedule (smoke: 20)")
+                        help="eole arm: CPU seconds of the calibration run that sizes its schedule (smoke: 30)")
     parser.add_argument("--results_md", default=str(RESULTS_MD), help="report: the page to write")
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -291,7 +292,8 @@ def main(argv=None):
 
     raw = load_from_disk(str(out / "data"))
     tokenizer = load_pretrained_tokenizer(out / "tokenizer")
-    budget_s = 120.0 if args.smoke else args.budget_minutes * 60
+    # eole's smoke run: 90 CPU seconds after a 30-second calibration, about 3 CPU minutes with decoding
+    budget_s = (90.0 if args.arm == "eole" else 120.0) if args.smoke else args.budget_minutes * 60
     if args.smoke:
         raw["validation"] = raw["validation"].select(range(100))
         out = out / "smoke"
@@ -304,7 +306,7 @@ def main(argv=None):
     if args.arm == "eole":
         core = args.core if args.core is not None else min(os.sched_getaffinity(0))
         result = eole_arm.run_arm(raw, tokenizer, out, budget_s, eole_bin, core,
-                                  calibration_s=20.0 if args.smoke else args.calibration_s,
+                                  calibration_s=30.0 if args.smoke else args.calibration_s,
                                   name=args.arm + args.tag, overrides=overrides)
     else:
         result = train_arm(args.arm, raw, tokenizer, out, budget_s, max_steps=max_steps, overrides=overrides,
