@@ -17,9 +17,21 @@ training). Run the arms as two processes pinned to one core each, at the same ti
     OMP_NUM_THREADS=1 nohup taskset -c 0 python benchmarks/translation_quality.py --arm ours &
     OMP_NUM_THREADS=1 nohup taskset -c 1 python benchmarks/translation_quality.py --arm baseline &
 
-Each arm writes `<out>/<arm>/result.json`; `--arm report` turns both into
-`benchmarks/results/translation_quality.md`. `--smoke` shrinks the budget to 2 minutes and the
-validation set to 100 pairs.
+Each arm writes `<out>/<arm>/result.json`; `--arm report` turns those present into
+`benchmarks/results/translation_quality.md`. `--smoke` shrinks the budget to 2 minutes (eole: 90 CPU
+seconds after a 30-second calibration) and the validation set to 100 pairs.
+
+A third arm, `eole` (issue 21; `benchmarks/eole_arm.py`), trains OpenNMT's successor eole 0.6.4 on the
+same cleaned data pre-tokenized into the same BPE pieces, at the same model size, for `--budget_minutes`
+of CPU time of the eole process (one core, one thread), with a cosine schedule sized to the budget by a
+short calibration run; it decodes with the same beam and length limit. eole lives in its own venv,
+never in the project's dependencies:
+
+    python -m venv /work/venv-eole
+    /work/venv-eole/bin/pip install eole==0.6.4 torch==2.13.0 aiohttp   # pin torch: else a CUDA build
+    OMP_NUM_THREADS=1 nohup taskset -c 0 python benchmarks/translation_quality.py --arm eole --budget_minutes 60 &
+
+(`--eole_bin` points elsewhere; `--core` picks the core, by default the first this process may use.)
 """
 
 import argparse
@@ -46,7 +58,8 @@ from bigmodel_hf.modeling_bigmodel import BigModelForSeq2SeqLM
 from bigmodel_hf.tokenization import load_pretrained_tokenizer, tokenize_translation_dataset, train_translation_tokenizer
 from bigmodel_hf.training.callbacks import WallClockStop
 from bigmodel_hf.training.trainers import TranslationTrainer
-from results_page import write_keeping_notes  # benchmarks/, on sys.path when run as a script
+import eole_arm  # benchmarks/, on sys.path when run as a script
+from results_page import write_keeping_notes
 
 DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "bible_en_es"
 RESULTS_MD = Path(__file__).resolve().parent / "results" / "translation_quality.md"
@@ -185,13 +198,23 @@ def sampled(rows: list, count: int) -> list:
     return picked + rows[-1:] if rows and picked[-1] != rows[-1] else picked
 
 
-def write_report(out: Path, path: Path, arms=("ours", "baseline")) -> str:
-    """The results page from `<out>/<arm>/result.json`; hand-written notes below NOTES_MARKER are kept."""
+ARMS = ("ours", "baseline", "eole")
+
+
+def training_time(row: dict) -> str:
+    """The training-time cell: wall-clock minutes, or CPU minutes for arms budgeted in CPU time (eole)."""
+    return f"{row['training_s'] / 60:.1f} CPU min" if row.get("clock") == "cpu" else f"{row['training_s'] / 60:.1f} min"
+
+
+def write_report(out: Path, path: Path, arms=None, data_name: str = "bible_en_es") -> str:
+    """The results page from `<out>/<arm>/result.json` (by default every arm of ARMS that has one);
+    hand-written notes below NOTES_MARKER are kept."""
+    arms = arms or [arm for arm in ARMS if (out / arm / "result.json").is_file()]
     rows = {arm: json.loads((out / arm / "result.json").read_text()) for arm in arms}
     lines = [
         "# Translation quality at equal wall-clock: our recipe vs. a plain MarianMTModel + Seq2SeqTrainer",
         "",
-        f"Data: `bible_en_es` (train {rows[arms[0]].get('train_pairs', '?')} pairs after cleaning, validation "
+        f"Data: `{data_name}` (train {rows[arms[0]].get('train_pairs', '?')} pairs after cleaning, validation "
         f"{rows[arms[0]]['validation_pairs']} pairs). Both arms: the same cleaned data, the same joint BPE tokenizer "
         f"(8,000 tokens), the same decoding ({DECODING['num_beams']}-beam search, at most "
         f"{DECODING['max_new_tokens']} new tokens, length penalty 1.0, float32), scored on validation by sacreBLEU.",
@@ -202,10 +225,13 @@ def write_report(out: Path, path: Path, arms=("ours", "baseline")) -> str:
     ]
     for arm, r in rows.items():
         lines.append(
-            f"| {arm} | {r['model_class']} | {r['parameters'] / 1e6:.2f} M | {r['training_s'] / 60:.1f} min | "
+            f"| {arm} | {r['model_class']} | {r['parameters'] / 1e6:.2f} M | {training_time(r)} | "
             f"{r['steps']:,} | {r['epochs']:.2f} | {r['target_tokens']:,} | {r['target_tokens_per_s']:.0f} | "
             f"**{r['bleu']:.2f}** | {r['chrf']:.2f} | {r['decode_s']:.0f} s |"
         )
+    if any(r.get("clock") == "cpu" for r in rows.values()):
+        lines += ["", "CPU min: the arm's budget and time are CPU time of its training process (eole: one core, "
+                  "one thread, start-up included); its tokens/s are per CPU second."]
     first = rows[arms[0]]
     lines += ["", f"BLEU signature: `{first['bleu_signature']}`  ", f"chrF signature: `{first['chrf_signature']}`", "",
               "## Settings of each arm", ""]
@@ -225,11 +251,18 @@ def write_report(out: Path, path: Path, arms=("ours", "baseline")) -> str:
     return write_keeping_notes(path, text, NOTES_MARKER)
 
 
+def data_name(data_dir) -> str:
+    """`bible_en_es`, `l10n/en_es`: the data folder under shared/data, for the page's header."""
+    path = Path(data_dir).resolve()
+    return str(path.relative_to(DATA_DIR.parent)) if path.is_relative_to(DATA_DIR.parent) else path.name
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--arm", choices=["prepare", "ours", "baseline", "report"], required=True)
+    parser.add_argument("--arm", choices=["prepare", *ARMS, "report"], required=True)
     parser.add_argument("--budget_minutes", type=float, default=60.0)
-    parser.add_argument("--smoke", action="store_true", help="2-minute budget, 100 validation pairs")
+    parser.add_argument("--smoke", action="store_true",
+                        help="2-minute budget (eole: 90 CPU seconds), 100 validation pairs")
     parser.add_argument("--max_steps", type=int, default=-1, help="baseline: length of its linear schedule")
     parser.add_argument("--data_dir", default=str(DATA_DIR))
     parser.add_argument("--out", default="outputs/translation_quality")
@@ -238,6 +271,13 @@ def main(argv=None):
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="override an arm's setting (values read as YAML), e.g. --set learning_rate=1e-3")
     parser.add_argument("--tag", default="", help="suffix of the arm's output folder (several runs of one arm)")
+    parser.add_argument("--eole_bin", default=str(eole_arm.DEFAULT_EOLE_BIN),
+                        help="eole arm: the eole executable of its own venv")
+    parser.add_argument("--core", type=int, default=None,
+                        help="eole arm: the core eole is pinned to (default: the first this process may use)")
+    parser.add_argument("--calibration_s", type=float, default=60.0,
+                        help="eole arm: CPU seconds of the calibration run that sizes its schedule (smoke: 30)")
+    parser.add_argument("--results_md", default=str(RESULTS_MD), help="report: the page to write")
     args = parser.parse_args(argv)
     out = Path(args.out)
     torch.set_num_threads(args.threads)
@@ -245,13 +285,15 @@ def main(argv=None):
         prepare(Path(args.data_dir), out)
         return
     if args.arm == "report":
-        write_report(out, RESULTS_MD)
+        write_report(out, Path(args.results_md), data_name=data_name(args.data_dir))
         return
+    eole_bin = eole_arm.eole_bin_or_exit(args.eole_bin) if args.arm == "eole" else None
     from datasets import load_from_disk
 
     raw = load_from_disk(str(out / "data"))
     tokenizer = load_pretrained_tokenizer(out / "tokenizer")
-    budget_s = 120.0 if args.smoke else args.budget_minutes * 60
+    # eole's smoke run: 90 CPU seconds after a 30-second calibration, about 3 CPU minutes with decoding
+    budget_s = (90.0 if args.arm == "eole" else 120.0) if args.smoke else args.budget_minutes * 60
     if args.smoke:
         raw["validation"] = raw["validation"].select(range(100))
         out = out / "smoke"
@@ -261,8 +303,14 @@ def main(argv=None):
     import yaml
 
     overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
-    result = train_arm(args.arm, raw, tokenizer, out, budget_s, max_steps=max_steps, overrides=overrides,
-                       name=args.arm + args.tag, logging_steps=args.logging_steps)
+    if args.arm == "eole":
+        core = args.core if args.core is not None else min(os.sched_getaffinity(0))
+        result = eole_arm.run_arm(raw, tokenizer, out, budget_s, eole_bin, core,
+                                  calibration_s=30.0 if args.smoke else args.calibration_s,
+                                  name=args.arm + args.tag, overrides=overrides)
+    else:
+        result = train_arm(args.arm, raw, tokenizer, out, budget_s, max_steps=max_steps, overrides=overrides,
+                           name=args.arm + args.tag, logging_steps=args.logging_steps)
     print(json.dumps({k: v for k, v in result.items() if k not in ("losses", "samples")}, indent=1,
                      ensure_ascii=False))
 
