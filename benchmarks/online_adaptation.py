@@ -177,6 +177,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--note", default="")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
+    if not args.sentences <= args.heldout_start < args.heldout_end:
+        parser.error(f"held-out pairs {args.heldout_start + 1}-{args.heldout_end} must come after the "
+                     f"{args.sentences} document sentences: set --heldout_start and --heldout_end")
 
     torch.set_num_threads(1)
     log = lambda message: print(message, flush=True)  # noqa: E731
