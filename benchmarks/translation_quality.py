@@ -1,4 +1,8 @@
-"""Quality at equal wall-clock (issue 4): our translation recipe vs. the plain transformers baseline.
+"""Quality at a fixed training budget (issues 4 and 21): our translation recipe vs. the plain transformers
+baseline and vs. eole.
+
+`recipe` (issue 21) is ours as a user runs it: `recipes/translate.py` with its defaults, in a child process
+(`benchmarks/recipe_arm.py`); the arms below rebuild its pieces in this process.
 
 Two arms, each trained for the same training-time budget on `bible_en_es` and scored on its validation
 split with the same decoding (beam 4, same maximum length), sacreBLEU BLEU and chrF:
@@ -10,7 +14,7 @@ split with the same decoding (beam 4, same maximum length), sacreBLEU BLEU and c
   1024) with a plain `Seq2SeqTrainer` (fixed batch size, linear schedule, no label smoothing, float32).
 
 Both use the same cleaned data and the same joint BPE tokenizer (trained once by `--arm prepare`), and
-stop by `WallClockStop` once `--budget_minutes` of training time have passed (no evaluation during
+stop by `WallClockStop` once `--budget_minutes` of training CPU time have passed (no evaluation during
 training). Run the arms as two processes pinned to one core each, at the same time:
 
     python benchmarks/translation_quality.py --arm prepare
@@ -59,6 +63,7 @@ from bigmodel_hf.tokenization import load_pretrained_tokenizer, tokenize_transla
 from bigmodel_hf.training.callbacks import WallClockStop
 from bigmodel_hf.training.trainers import TranslationTrainer
 import eole_arm  # benchmarks/, on sys.path when run as a script
+import recipe_arm
 from results_page import write_keeping_notes
 
 DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "bible_en_es"
@@ -141,7 +146,7 @@ def train_arm(arm: str, raw, tokenizer, out: Path, budget_s: float, shape: dict 
                   logging_steps=logging_steps, logging_first_step=True, max_grad_norm=1.0, use_cpu=True,
                   dataloader_num_workers=0, disable_tqdm=True, max_steps=max_steps,
                   num_train_epochs=1000 if max_steps < 0 else 1)
-    clock = WallClockStop(budget_s)
+    clock = WallClockStop(budget_s, clock=time.process_time)  # CPU seconds: a shared machine's share varies
     if arm == "ours":
         max_tokens = settings.pop("max_tokens")
         settings.pop("preset")
@@ -165,7 +170,7 @@ def train_arm(arm: str, raw, tokenizer, out: Path, budget_s: float, shape: dict 
         "arm": arm, "name": name, "model_class": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters()),
         "settings": {**settings, **marian, **({"max_tokens": max_tokens} if arm == "ours" else {}),
                      "max_steps_for_schedule": max_steps},
-        "budget_s": budget_s, "training_s": clock.training_s, "steps": trainer.state.global_step,
+        "clock": "cpu", "budget_s": budget_s, "training_s": clock.training_s, "steps": trainer.state.global_step,
         "epochs": trainer.state.epoch, "target_tokens": trainer.target_tokens,
         "target_tokens_per_s": trainer.target_tokens / max(clock.training_s, 1e-9),
         "losses": losses, "train_pairs": len(raw["train"]), "validation_pairs": len(predictions), "decode_s": decode_s, "decoding": DECODING,
@@ -198,7 +203,7 @@ def sampled(rows: list, count: int) -> list:
     return picked + rows[-1:] if rows and picked[-1] != rows[-1] else picked
 
 
-ARMS = ("ours", "baseline", "eole")
+ARMS = ("recipe", "ours", "baseline", "eole")
 
 
 def training_time(row: dict) -> str:
@@ -207,16 +212,21 @@ def training_time(row: dict) -> str:
 
 
 def write_report(out: Path, path: Path, arms=None, data_name: str = "bible_en_es") -> str:
-    """The results page from `<out>/<arm>/result.json` (by default every arm of ARMS that has one);
-    hand-written notes below NOTES_MARKER are kept."""
-    arms = arms or [arm for arm in ARMS if (out / arm / "result.json").is_file()]
+    """The results page from `<out>/<name>/result.json` (by default every run there, tagged ones included,
+    in the order of ARMS); hand-written notes below NOTES_MARKER are kept."""
+    if not arms:
+        found = sorted(path.parent.name for path in out.glob("*/result.json"))
+        arms = sorted(found, key=lambda name: next((i for i, arm in enumerate(ARMS) if name.startswith(arm)),
+                                                   len(ARMS)))
     rows = {arm: json.loads((out / arm / "result.json").read_text()) for arm in arms}
     lines = [
-        "# Translation quality at equal wall-clock: our recipe vs. a plain MarianMTModel + Seq2SeqTrainer",
+        "# Translation quality at a fixed training budget: our recipe vs. a plain MarianMTModel + Seq2SeqTrainer "
+        "and eole",
         "",
         f"Data: `{data_name}` (train {rows[arms[0]].get('train_pairs', '?')} pairs after cleaning, validation "
-        f"{rows[arms[0]]['validation_pairs']} pairs). Both arms: the same cleaned data, the same joint BPE tokenizer "
-        f"(8,000 tokens), the same decoding ({DECODING['num_beams']}-beam search, at most "
+        f"{rows[arms[0]]['validation_pairs']} pairs). Every arm: the same cleaned data, a joint BPE tokenizer of 8,000 "
+        f"tokens (one shared by the arms trained here; the recipe arm cleans the raw files and trains its own, as a "
+        f"user's run does), the same decoding ({DECODING['num_beams']}-beam search, at most "
         f"{DECODING['max_new_tokens']} new tokens, length penalty 1.0, float32), scored on validation by sacreBLEU.",
         "",
         "| arm | model | params | training time | steps | epochs | target tokens seen | target tokens/s "
@@ -230,8 +240,9 @@ def write_report(out: Path, path: Path, arms=None, data_name: str = "bible_en_es
             f"**{r['bleu']:.2f}** | {r['chrf']:.2f} | {r['decode_s']:.0f} s |"
         )
     if any(r.get("clock") == "cpu" for r in rows.values()):
-        lines += ["", "CPU min: the arm's budget and time are CPU time of its training process (eole: one core, "
-                  "one thread, start-up included); its tokens/s are per CPU second."]
+        lines += ["", "CPU min: the arm's budget and time are CPU time of its training process, one core, one thread "
+                  "(eole: start-up included; the recipe: training only, its validations and data preparation "
+                  "excluded); its tokens/s are per CPU second."]
     first = rows[arms[0]]
     lines += ["", f"BLEU signature: `{first['bleu_signature']}`  ", f"chrF signature: `{first['chrf_signature']}`", "",
               "## Settings of each arm", ""]
@@ -303,7 +314,10 @@ def main(argv=None):
     import yaml
 
     overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
-    if args.arm == "eole":
+    if args.arm == "recipe":
+        result = recipe_arm.run_arm(raw, Path(args.data_dir), out, budget_s, translate, corpus_translation_scores,
+                                    DECODING, name=args.arm + args.tag, overrides=overrides)
+    elif args.arm == "eole":
         core = args.core if args.core is not None else min(os.sched_getaffinity(0))
         result = eole_arm.run_arm(raw, tokenizer, out, budget_s, eole_bin, core,
                                   calibration_s=30.0 if args.smoke else args.calibration_s,
