@@ -204,6 +204,7 @@ def sampled(rows: list, count: int) -> list:
 
 
 ARMS = ("recipe", "ours", "baseline", "eole")
+PEER_NAMES = {"baseline": "a plain MarianMTModel + Seq2SeqTrainer", "eole": "eole"}
 
 
 def training_time(row: dict) -> str:
@@ -219,9 +220,10 @@ def write_report(out: Path, path: Path, arms=None, data_name: str = "bible_en_es
         arms = sorted(found, key=lambda name: next((i for i, arm in enumerate(ARMS) if name.startswith(arm)),
                                                    len(ARMS)))
     rows = {arm: json.loads((out / arm / "result.json").read_text()) for arm in arms}
+    # the title names only the peers that have a row (each result.json says which arm it is)
+    peers = [PEER_NAMES[kind] for kind in ("baseline", "eole") if any(r["arm"] == kind for r in rows.values())]
     lines = [
-        "# Translation quality at a fixed training budget: our recipe vs. a plain MarianMTModel + Seq2SeqTrainer "
-        "and eole",
+        "# Translation quality at a fixed training budget: our recipe" + (" vs. " + " and ".join(peers) if peers else ""),
         "",
         f"Data: `{data_name}` (train {rows[arms[0]].get('train_pairs', '?')} pairs after cleaning, validation "
         f"{rows[arms[0]]['validation_pairs']} pairs). Every arm: the same cleaned data, a joint BPE tokenizer of 8,000 "
