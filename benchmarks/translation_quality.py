@@ -220,8 +220,8 @@ def write_report(out: Path, path: Path, arms=None, data_name: str = "bible_en_es
         arms = sorted(found, key=lambda name: next((i for i, arm in enumerate(ARMS) if name.startswith(arm)),
                                                    len(ARMS)))
     rows = {arm: json.loads((out / arm / "result.json").read_text()) for arm in arms}
-    # the title names only the peers that have a row (each result.json says which arm it is)
-    peers = [PEER_NAMES[kind] for kind in ("baseline", "eole") if any(r["arm"] == kind for r in rows.values())]
+    # the title names only the peers that have a row (a run folder is named after its arm)
+    peers = [PEER_NAMES[kind] for kind in ("baseline", "eole") if any(name.startswith(kind) for name in rows)]
     lines = [
         "# Translation quality at a fixed training budget: our recipe" + (" vs. " + " and ".join(peers) if peers else ""),
         "",
