@@ -229,3 +229,34 @@ def test_hyperparameter_search_runs_two_trials_and_writes_table_and_plot(toy_tra
     assert (tmp_path / "trials.png").stat().st_size > 1000
     assert best["preset"] in ("vaswani-small", "modern-small") and best["max_tokens"] in (128, 256)
     assert json.loads((tmp_path / "best_trial.json").read_text())["trial"] == best["trial"]
+
+
+def test_a_second_search_reuses_the_data_cache(toy_translation_jsonl, tmp_path, caplog):
+    pytest.importorskip("optuna")
+    from bigmodel_hf.training.hyperparameter_search import parse_search_config, run_search
+
+    def search(name):
+        argv = tiny_run(toy_translation_jsonl, tmp_path / name, max_steps=4, eval_steps=4, save_steps=4,
+                        max_train_minutes=0.5, search_trials=1, search_minutes=1, search_presets="vaswani-small",
+                        search_max_tokens="128", data_cache_dir=tmp_path / "cache")
+        caplog.clear()
+        with caplog.at_level("INFO", logger="bigmodel_hf.training.data_cache"):
+            run_search(parse_search_config(argv))
+        return [r.getMessage() for r in caplog.records if r.getMessage().startswith("data cache:")]
+
+    first = search("one")
+    assert first and all("miss, prepared and stored" in m for m in first)
+    second = search("two")
+    assert len(second) == len(first) and all("hit, reused" in m for m in second)
+    assert any("tokenized" in m for m in second)  # the tokenised splits too, not only the cleaned pairs
+
+
+@pytest.mark.parametrize("flag, value, named", [("streaming", "true", "--streaming"),
+                                                ("language_pairs", "en-es,es-en", "--language_pairs")])
+def test_the_search_refuses_what_it_cannot_honour(toy_translation_jsonl, tmp_path, flag, value, named):
+    from bigmodel_hf.training.hyperparameter_search import parse_search_config
+
+    argv = tiny_run(toy_translation_jsonl, tmp_path / "out", max_train_minutes=0.5, **{flag: value})
+    with pytest.raises(ConfigError, match=named):
+        parse_search_config(argv)
+    assert not (tmp_path / "out").exists()

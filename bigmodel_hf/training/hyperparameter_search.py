@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..modeling_bigmodel import BigModelForSeq2SeqLM
-from ..tokenization import tokenize_translation_dataset
 from .config import RunConfig, parse_run_config
+from .data_cache import DataCache
 from .data_spec import share_generated_data
 from .defaults import TRANSLATION_DEFAULTS
 from .runs import record_run, sized_to_tokenizer, start_run
@@ -32,7 +32,7 @@ from .setting_checks import ConfigError
 from .trainers import TranslationTrainer
 from .translation import (
     TRANSLATION_ARGUMENT_TYPES, build_model, build_tokenizer, build_translation_trainer, check_model_settings,
-    load_parallel_data, set_evaluation_max_length,
+    load_parallel_data, set_evaluation_max_length, tokenize_parallel_data,
 )
 
 
@@ -122,6 +122,13 @@ def parse_search_config(argv=None, default_config=None) -> RunConfig:
         raise ConfigError("search_trials and search_minutes must be positive")
     if run_config.model.model_name_or_path:
         raise ConfigError("the search builds models from presets; leave model_name_or_path unset")
+    # Trials share one in-memory copy of the data, so the search cannot stream it or route language pairs.
+    if run_config.data.streaming:
+        raise ConfigError("--streaming: the search loads the training data once for all trials; "
+                          "leave out --streaming (cap the pairs with --max_train_samples instead)")
+    if run_config.data.language_pairs:
+        raise ConfigError("--language_pairs: the search tunes one direction; "
+                          "give --source_lang and --target_lang instead")
     SearchSpace.from_arguments(search)
     return run_config
 
@@ -140,11 +147,11 @@ def run_search(run_config: RunConfig) -> dict:
     args.save_strategy, args.load_best_model_at_end = "no", False
     start_run(run_config)
     share_generated_data(data, "translation", args)
-    raw = load_parallel_data(data, args.output_dir, args.seed, write_files=args.should_save)
-    tokenizer = build_tokenizer(model_args, run_config.tokenizer, raw, args, resuming=False)
+    cache = DataCache.for_run(data, args.seed)  # None without --data_cache_dir
+    raw = load_parallel_data(data, args.output_dir, args.seed, write_files=args.should_save, cache=cache)
+    tokenizer = build_tokenizer(model_args, run_config.tokenizer, raw, args, resuming=False, cache=cache)
     record_run(run_config)
-    tokenized = tokenize_translation_dataset(raw, tokenizer, max_source_length=data.max_source_length,
-                                             max_target_length=data.max_target_length)
+    tokenized = tokenize_parallel_data(raw, tokenizer, data, cache=cache)
 
     def model_init(trial=None):
         settings = space.suggest(trial) if trial is not None else {"preset": model_args.preset}
