@@ -212,16 +212,20 @@ def training_time(row: dict) -> str:
     return f"{row['training_s'] / 60:.1f} CPU min" if row.get("clock") == "cpu" else f"{row['training_s'] / 60:.1f} min"
 
 
+def arm_of(run_name: str) -> str | None:
+    """The arm a run folder belongs to: its name is the arm's, plus an optional tag (`recipe_60`)."""
+    return next((arm for arm in ARMS if run_name.startswith(arm)), None)
+
+
 def write_report(out: Path, path: Path, arms=None, data_name: str = "bible_en_es") -> str:
     """The results page from `<out>/<name>/result.json` (by default every run there, tagged ones included,
     in the order of ARMS); hand-written notes below NOTES_MARKER are kept."""
     if not arms:
         found = sorted(path.parent.name for path in out.glob("*/result.json"))
-        arms = sorted(found, key=lambda name: next((i for i, arm in enumerate(ARMS) if name.startswith(arm)),
-                                                   len(ARMS)))
+        arms = sorted(found, key=lambda name: ARMS.index(arm_of(name)) if arm_of(name) else len(ARMS))
     rows = {arm: json.loads((out / arm / "result.json").read_text()) for arm in arms}
-    # the title names only the peers that have a row (a run folder is named after its arm)
-    peers = [PEER_NAMES[kind] for kind in ("baseline", "eole") if any(name.startswith(kind) for name in rows)]
+    present = {arm_of(name) for name in rows}
+    peers = [peer for arm, peer in PEER_NAMES.items() if arm in present]  # only the peers that have a row
     lines = [
         "# Translation quality at a fixed training budget: our recipe" + (" vs. " + " and ".join(peers) if peers else ""),
         "",
