@@ -86,12 +86,14 @@ def test_without_the_switch_the_step_schedule_is_cut_short_at_a_high_rate(tmp_pa
     assert rates[-1] > 0.98 * PEAK  # what the switch is for: the step schedule never got to decay
 
 
-def test_a_fractional_warmup_is_a_share_of_the_budget(tmp_path):
-    rates = train_with_fake_clock(tmp_path, "cosine", budget_schedule=True, warmup_steps=0.3)
+def test_a_fractional_warmup_counts_steps_as_without_the_switch(tmp_path):
+    # 0.005 of max_steps is 5 steps; as a share of the 10-step budget it would be over within the first step
+    rates = train_with_fake_clock(tmp_path / "fraction", "cosine", budget_schedule=True, warmup_steps=0.005)
+    assert rates == train_with_fake_clock(tmp_path / "steps", "cosine", budget_schedule=True, warmup_steps=5)
     peak_at = rates.index(max(rates))
-    assert rates[:peak_at] == sorted(rates[:peak_at])  # rising during the first 30 % of the budget
-    assert 1 <= peak_at <= 4
-    assert rates[-1] < 0.05 * PEAK
+    assert rates[:peak_at] == sorted(rates[:peak_at]) and peak_at == 4  # rising over the 5 warmup steps
+    assert rates[1] == pytest.approx(PEAK / 5, rel=1e-4)  # the first update: a fifth of the way up
+    assert rates[-1] < 0.05 * PEAK  # and still down to the floor when the budget is spent
     assert all(math.isfinite(r) for r in rates)
 
 

@@ -43,18 +43,16 @@ class BudgetProgress:
         return max(step / self.max_steps, self.budget_share(step))
 
 
-def budget_scheduler(optimizer, kind: str, progress: BudgetProgress, warmup_steps: float,
+def budget_scheduler(optimizer, kind: str, progress: BudgetProgress, warmup_steps: int,
                      decay_fraction: float, floor: float = 0.0):
-    """A `LambdaLR`: linear warmup times the decay over `progress`. An integer `warmup_steps` (>= 1) warms
-    up by steps, a float below 1 by that fraction of the run. Multiplying (rather than switching from one
-    to the other) keeps the rate continuous where the warmup ends at an unknown share of the budget."""
+    """A `LambdaLR`: linear warmup over `warmup_steps` steps times the decay over `progress`. The warmup counts
+    steps, as it does without the budget: it is there for the optimiser's first updates, whatever the budget
+    (a warmup of 5 % of a 10-minute budget, about 30 steps, left the model repeating one phrase:
+    benchmarks/results/quality_vs_eole_bible_en_es.md). Multiplying (rather than switching from one to the
+    other) keeps the rate continuous where the warmup ends at an unknown share of the budget."""
 
     def factor(step: int) -> float:
-        spent = progress(step)
-        if warmup_steps >= 1:
-            warm = min(step / warmup_steps, 1.0)
-        else:
-            warm = min(spent / warmup_steps, 1.0) if warmup_steps > 0 else 1.0
-        return warm * budget_lr_factor(kind, spent, decay_fraction, floor)
+        warm = min(step / warmup_steps, 1.0) if warmup_steps > 0 else 1.0
+        return warm * budget_lr_factor(kind, progress(step), decay_fraction, floor)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

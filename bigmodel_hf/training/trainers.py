@@ -169,8 +169,8 @@ class BudgetScheduleMixin:
         decay_fraction = decay if decay < 1 else decay / max(num_training_steps, 1)
         self.lr_scheduler = budget_scheduler(
             optimizer if optimizer is not None else self.optimizer, kind,
-            BudgetProgress(num_training_steps, stop.expected_share),
-            self.args.warmup_steps, decay_fraction, floor=float(kwargs.get("min_lr_rate", 0.0)),
+            BudgetProgress(num_training_steps, stop.expected_share), self.args.get_warmup_steps(num_training_steps),
+            decay_fraction, floor=float(kwargs.get("min_lr_rate", 0.0)),
         )
         return self.lr_scheduler
 
