@@ -208,3 +208,20 @@ def test_the_default_token_budget_gives_way_to_an_asked_for_batch_size(tmp_path)
     config = tmp_path / "run.yaml"
     config.write_text("per_device_train_batch_size: 8\n")
     assert data_args("--config", str(config)).max_tokens is None
+
+
+def test_a_time_budget_gets_a_schedule_that_ends_with_it_unless_one_is_chosen(tmp_path):
+    def schedule(*flags):
+        run_config = parse_translation_config(["--train_file", "x.jsonl", *flags])
+        return run_config.training.lr_scheduler_type.value, run_config.run.budget_schedule
+
+    assert schedule() == ("inverse_sqrt", False)  # no budget: the step count decides, as before
+    assert schedule("--max_train_minutes", "10") == ("warmup_stable_decay", True)
+    assert schedule("--max_train_minutes", "10", "--lr_scheduler_type", "inverse_sqrt") == ("inverse_sqrt", False)
+    assert schedule("--max_train_minutes", "10", "--budget_schedule", "false") == ("inverse_sqrt", False)
+    assert schedule("--config", write_yaml(tmp_path, {"lr_scheduler_type": "cosine"}),
+                    "--max_train_minutes", "10") == ("cosine", False)
+    # the saved settings rerun the same schedule
+    resolved = parse_translation_config(["--train_file", "x.jsonl", "--max_train_minutes", "10"]).resolved()
+    assert resolved["lr_scheduler_type"] == "warmup_stable_decay" and resolved["budget_schedule"] is True
+    assert parse_translation_config(["--config", write_yaml(tmp_path, resolved)]).resolved() == resolved

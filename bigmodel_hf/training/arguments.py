@@ -195,7 +195,9 @@ class RunArguments:
         default=False,
         metadata={"help": "With max_train_minutes and lr_scheduler_type linear, cosine or warmup_stable_decay: "
                           "size the decay by the time budget (whichever of max_steps and the budget is spent "
-                          "first), so the rate reaches its floor when training stops."},
+                          "first), so the rate reaches its floor when training stops; the warmup still counts "
+                          "steps. The translation recipe turns it on, with warmup_stable_decay, for a run with "
+                          "max_train_minutes that sets neither this nor lr_scheduler_type."},
     )
     num_sample_outputs: int = field(
         default=4, metadata={"help": "Sample translations/generations logged at each evaluation."}

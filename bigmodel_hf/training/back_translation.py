@@ -37,7 +37,7 @@ from ..decoding import translate_texts
 from ..output_layout import OutputLayout
 from ..tokenization import load_pretrained_tokenizer
 from .config import RunConfig, parse_run_config
-from .defaults import TRANSLATION_DEFAULTS
+from .defaults import TRANSLATION_BUDGET_DEFAULTS, TRANSLATION_DEFAULTS
 from .rerun import check_output_dir
 from .setting_checks import ConfigError
 from .translation import TRANSLATION_ARGUMENT_TYPES, parse_translation_config, run_translation
@@ -73,7 +73,7 @@ BT_FIELDS = [f.name for f in dataclasses.fields(BackTranslationArguments)]
 
 def parse_back_translation_config(argv=None, default_config=None) -> RunConfig:
     run_config = parse_run_config({**TRANSLATION_ARGUMENT_TYPES, "extra": BackTranslationArguments}, argv,
-                                  TRANSLATION_DEFAULTS, default_config)
+                                  TRANSLATION_DEFAULTS, default_config, budget_defaults=TRANSLATION_BUDGET_DEFAULTS)
     check_back_translation_settings(run_config)
     return run_config
 

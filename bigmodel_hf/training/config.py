@@ -115,13 +115,15 @@ def parse_run_config(
     defaults: Mapping | None = None,
     default_config: str | os.PathLike | None = None,
     values: Mapping | None = None,
+    budget_defaults: Mapping | None = None,
 ) -> "RunConfig":
     """Parse a run into a `RunConfig` whose field `name` holds an instance of `argument_types[name]`.
 
     `defaults` are the recipe's own defaults (over the dataclasses', under `environment_defaults()`'s);
     `default_config` is the YAML used when no `--config` is given; `values` stands for that file when a
-    program runs a step of its own (a mapping of the same keys). Raises `ConfigError` for unknown, renamed or
-    invalid settings.
+    program runs a step of its own (a mapping of the same keys); `budget_defaults` replace `defaults` in a
+    run with a time budget where the user set none of their keys (see `settle_defaults`). Raises
+    `ConfigError` for unknown, renamed or invalid settings.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser(list(argument_types.values()))
@@ -145,7 +147,8 @@ def parse_run_config(
     parser.set_defaults(**{**environment_defaults(), **(defaults or {}), **file_values})
     namespace = vars(parser.parse_args(argv))
     user_keys = set(file_values) | set(flag_names(argv, boolean_keys))
-    settle_defaults(namespace, user_keys)
+    check_known_keys(budget_defaults or {}, known, "the recipe's budget defaults")
+    settle_defaults(namespace, user_keys, dict(budget_defaults or {}))
     explicit = set(defaults or {}) | user_keys | (ALWAYS_RECORDED & known)
     check_values(namespace)
     for note in advisories(namespace):

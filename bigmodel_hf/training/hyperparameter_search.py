@@ -26,7 +26,7 @@ from ..modeling_bigmodel import BigModelForSeq2SeqLM
 from .config import RunConfig, parse_run_config
 from .data_cache import DataCache
 from .data_spec import share_generated_data
-from .defaults import TRANSLATION_DEFAULTS
+from .defaults import TRANSLATION_BUDGET_DEFAULTS, TRANSLATION_DEFAULTS
 from .runs import record_run, sized_to_tokenizer, start_run
 from .setting_checks import ConfigError
 from .trainers import TranslationTrainer
@@ -116,7 +116,7 @@ class SearchTrainer(TranslationTrainer):
 
 def parse_search_config(argv=None, default_config=None) -> RunConfig:
     run_config = parse_run_config({**TRANSLATION_ARGUMENT_TYPES, "extra": SearchArguments}, argv,
-                                  TRANSLATION_DEFAULTS, default_config)
+                                  TRANSLATION_DEFAULTS, default_config, budget_defaults=TRANSLATION_BUDGET_DEFAULTS)
     search = run_config.extra
     if search.search_trials < 1 or not search.search_minutes > 0:
         raise ConfigError("search_trials and search_minutes must be positive")

@@ -35,7 +35,7 @@ from .data_cache import DataCache, tokenizer_fingerprint
 from .checkpoints import average_last_checkpoints, list_checkpoints, load_weights
 from .config import RunConfig, parse_run_config
 from .data_spec import resolve_data_spec, share_generated_data
-from .defaults import TRANSLATION_DEFAULTS
+from .defaults import TRANSLATION_BUDGET_DEFAULTS, TRANSLATION_DEFAULTS
 from .evaluation import TranslationMetrics, length_sorted_subset
 from .lora import add_lora, lora_setting_problems, save_model_or_adapters
 from .multilingual import (
@@ -69,7 +69,8 @@ TRANSLATION_ARGUMENT_TYPES = dict(
 
 
 def parse_translation_config(argv=None, default_config=None, values=None) -> RunConfig:
-    run_config = parse_run_config(TRANSLATION_ARGUMENT_TYPES, argv, TRANSLATION_DEFAULTS, default_config, values)
+    run_config = parse_run_config(TRANSLATION_ARGUMENT_TYPES, argv, TRANSLATION_DEFAULTS, default_config, values,
+                                  TRANSLATION_BUDGET_DEFAULTS)
     problems = [text for bad, text in lora_setting_problems(
         run_config.lora, bool(run_config.model.model_name_or_path), run_config.training.push_to_hub) if bad]
     if problems:
