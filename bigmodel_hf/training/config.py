@@ -139,6 +139,7 @@ def parse_run_config(
         config_path = config_path or default_config
         file_values, where = load_yaml_config(config_path) if config_path else {}, str(config_path)
     check_known_keys(defaults or {}, known, "the recipe defaults")
+    check_known_keys(budget_defaults or {}, known, "the recipe's budget defaults")
     check_known_keys(file_values, known, where)
     check_known_keys([n for n in flag_names(argv, boolean_keys) if n not in NON_FIELD_FLAGS], known, "the command line")
 
@@ -147,8 +148,7 @@ def parse_run_config(
     parser.set_defaults(**{**environment_defaults(), **(defaults or {}), **file_values})
     namespace = vars(parser.parse_args(argv))
     user_keys = set(file_values) | set(flag_names(argv, boolean_keys))
-    check_known_keys(budget_defaults or {}, known, "the recipe's budget defaults")
-    settle_defaults(namespace, user_keys, dict(budget_defaults or {}))
+    settle_defaults(namespace, user_keys, budget_defaults)
     explicit = set(defaults or {}) | user_keys | (ALWAYS_RECORDED & known)
     check_values(namespace)
     for note in advisories(namespace):

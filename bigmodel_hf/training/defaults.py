@@ -6,6 +6,7 @@ checkpoint; a training recipe wants the opposite. Values here are flag names, li
 
 import logging
 import os
+from collections.abc import Mapping
 
 import torch
 
@@ -104,7 +105,7 @@ def environment_defaults() -> dict:
     return defaults
 
 
-def settle_defaults(values: dict, user_keys: set, budget_defaults: dict | None = None) -> None:
+def settle_defaults(values: dict, user_keys: set, budget_defaults: Mapping | None = None) -> None:
     """Where a default meets what the user set (`user_keys`: keys given in the file or on the command line),
     in the parsed flat `values`:
 

@@ -70,7 +70,7 @@ TRANSLATION_ARGUMENT_TYPES = dict(
 
 def parse_translation_config(argv=None, default_config=None, values=None) -> RunConfig:
     run_config = parse_run_config(TRANSLATION_ARGUMENT_TYPES, argv, TRANSLATION_DEFAULTS, default_config, values,
-                                  TRANSLATION_BUDGET_DEFAULTS)
+                                  budget_defaults=TRANSLATION_BUDGET_DEFAULTS)
     problems = [text for bad, text in lora_setting_problems(
         run_config.lora, bool(run_config.model.model_name_or_path), run_config.training.push_to_hub) if bad]
     if problems:
