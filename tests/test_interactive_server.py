@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from child_processes import default_sigint
 from interactive_browser import serving
 from interactive_http import Api, parse_answer, raw, read_all
 from interactive_models import PAIRS, make_model_dir
@@ -464,6 +465,7 @@ def test_serve_prints_its_url_with_the_token_and_only_that_url_works(model_dir, 
     process = subprocess.Popen([sys.executable, "-m", "bigmodel_hf.cli", "serve", "--model", str(model_dir),
                                 "--port", "0", "--device", "cpu", "--corrections", str(corrections), "Hello."],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                               preexec_fn=default_sigint,
                                env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
     try:
         line = process.stdout.readline()
@@ -476,7 +478,11 @@ def test_serve_prints_its_url_with_the_token_and_only_that_url_works(model_dir, 
         assert Api(url.replace(api.token, "x" * len(api.token))).post("next")[0] == 403
     finally:
         process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()  # never leave a server running after the test
+            process.wait()
     assert process.returncode == 0, process.stderr.read()
     assert corrections.read_text("utf-8") == '{"translation": {"en": "Hello.", "es": "Hola."}}\n'
 

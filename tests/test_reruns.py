@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from bigmodel_hf.toy_data import toy_translation_pairs
+from child_processes import default_sigint
 from tiny_runs import flags, make_output_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -210,7 +211,7 @@ def test_ctrl_c_prints_one_line_naming_the_step_and_the_checkpoint(corpora, reci
     output_dir = tmp_path / "run"
     argv = recipe_argv(recipe, corpora[f"{recipe}_a"], output_dir, max_steps=100_000, save_steps=3)
     process = subprocess.Popen([sys.executable, str(RECIPES[recipe]), *argv], cwd=ROOT, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_sigint,
                                env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + 240
     while not (output_dir / "checkpoint-6" / "trainer_state.json").exists() and time.monotonic() < deadline:
