@@ -45,7 +45,7 @@ def test_recipe_defaults_apply_and_differ_from_transformers(tmp_path):
     assert train.lr_scheduler_type.value == "inverse_sqrt" and train.warmup_steps == 0.05
     assert train.load_best_model_at_end and train.metric_for_best_model == "bleu" and train.greater_is_better
     assert train.eval_strategy.value == "steps" and train.save_total_limit == 5
-    assert model.preset == "vaswani-small" and model.model_name_or_path is None
+    assert model.preset == "auto" and model.model_name_or_path is None
 
 
 def test_yaml_overrides_defaults_and_flags_override_yaml(tmp_path):

@@ -30,7 +30,9 @@ class ModelArguments:
         default=None,
         metadata={"help": "Local folder or Hub id of a pretrained checkpoint to fine-tune; unset = train from scratch."},
     )
-    preset: str = field(default="vaswani-small", metadata={"help": "BigModelConfig preset used from scratch."})
+    preset: str = field(default="vaswani-small", metadata={
+        "help": "BigModelConfig preset used from scratch. Translation: 'auto' (its default) also picks vocab_size, "
+                "max_tokens and learning_rate from the corpus size and the device, where they are not given."})
     config_overrides: str | None = field(
         default=None,
         metadata={"help": "BigModelConfig fields over the preset, 'd_model=128,encoder_layers=2' (or a YAML mapping)."},

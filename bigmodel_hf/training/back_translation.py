@@ -36,6 +36,7 @@ from ..data.jsonl import text_of, translation_line
 from ..decoding import translate_texts
 from ..output_layout import OutputLayout
 from ..tokenization import load_pretrained_tokenizer
+from .auto_settings import settle_auto_preset
 from .config import RunConfig, parse_run_config
 from .defaults import TRANSLATION_BUDGET_DEFAULTS, TRANSLATION_DEFAULTS
 from .rerun import check_output_dir
@@ -73,7 +74,8 @@ BT_FIELDS = [f.name for f in dataclasses.fields(BackTranslationArguments)]
 
 def parse_back_translation_config(argv=None, default_config=None) -> RunConfig:
     run_config = parse_run_config({**TRANSLATION_ARGUMENT_TYPES, "extra": BackTranslationArguments}, argv,
-                                  TRANSLATION_DEFAULTS, default_config, budget_defaults=TRANSLATION_BUDGET_DEFAULTS)
+                                  TRANSLATION_DEFAULTS, default_config, budget_defaults=TRANSLATION_BUDGET_DEFAULTS,
+                                  choose_settings=settle_auto_preset)
     check_back_translation_settings(run_config)
     return run_config
 

@@ -12,7 +12,7 @@ import difflib
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import yaml
@@ -116,13 +116,15 @@ def parse_run_config(
     default_config: str | os.PathLike | None = None,
     values: Mapping | None = None,
     budget_defaults: Mapping | None = None,
+    choose_settings: Callable[[dict, set], None] | None = None,
 ) -> "RunConfig":
     """Parse a run into a `RunConfig` whose field `name` holds an instance of `argument_types[name]`.
 
     `defaults` are the recipe's own defaults (over the dataclasses', under `environment_defaults()`'s);
     `default_config` is the YAML used when no `--config` is given; `values` stands for that file when a
     program runs a step of its own (a mapping of the same keys); `budget_defaults` replace `defaults` in a
-    run with a time budget where the user set none of their keys (see `settle_defaults`). Raises
+    run with a time budget where the user set none of their keys (see `settle_defaults`); `choose_settings(values,
+    user_keys)` fills settings chosen from the run itself (`--preset auto`) before the defaults settle. Raises
     `ConfigError` for unknown, renamed or invalid settings.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -148,6 +150,8 @@ def parse_run_config(
     parser.set_defaults(**{**environment_defaults(), **(defaults or {}), **file_values})
     namespace = vars(parser.parse_args(argv))
     user_keys = set(file_values) | set(flag_names(argv, boolean_keys))
+    if choose_settings is not None:
+        choose_settings(namespace, user_keys)
     settle_defaults(namespace, user_keys, budget_defaults)
     explicit = set(defaults or {}) | user_keys | (ALWAYS_RECORDED & known)
     check_values(namespace)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..modeling_bigmodel import BigModelForSeq2SeqLM
+from .auto_settings import settle_auto_preset
 from .config import RunConfig, parse_run_config
 from .data_cache import DataCache
 from .data_spec import share_generated_data
@@ -116,7 +117,8 @@ class SearchTrainer(TranslationTrainer):
 
 def parse_search_config(argv=None, default_config=None) -> RunConfig:
     run_config = parse_run_config({**TRANSLATION_ARGUMENT_TYPES, "extra": SearchArguments}, argv,
-                                  TRANSLATION_DEFAULTS, default_config, budget_defaults=TRANSLATION_BUDGET_DEFAULTS)
+                                  TRANSLATION_DEFAULTS, default_config, budget_defaults=TRANSLATION_BUDGET_DEFAULTS,
+                                  choose_settings=settle_auto_preset)
     search = run_config.extra
     if search.search_trials < 1 or not search.search_minutes > 0:
         raise ConfigError("search_trials and search_minutes must be positive")

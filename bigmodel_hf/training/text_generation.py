@@ -23,6 +23,7 @@ from ..output_layout import OutputLayout
 from ..tokenization import check_tokenizer_matches_model, tokenize_lm_dataset, train_lm_tokenizer
 from .arguments import CausalLMArguments, ModelArguments, RunArguments, TextDataArguments
 from .callbacks import build_callbacks
+from .auto_settings import AUTO
 from .config import RunConfig, parse_run_config
 from .data_spec import resolve_data_spec, share_generated_data
 from .defaults import LM_DEFAULTS
@@ -57,6 +58,9 @@ def check_lm_settings(run_config: RunConfig) -> None:
         (lm.convert_to_bigmodel and not pretrained,
          "convert_to_bigmodel needs --model_name_or_path (a Llama checkpoint)"),
         *lora_setting_problems(lm, pretrained, args.push_to_hub),
+        (model_args.preset == AUTO and not pretrained,
+         "--preset auto chooses a translation model's settings; name a preset here (modern-small, the default, or "
+         "another of configuration_bigmodel.PRESETS)"),
         (lm.use_peft and lm.convert_to_bigmodel and not lm.merge_lora,
          "adapters of a model converted on the fly have no base checkpoint on disk to load onto: add --merge_lora, "
          "or convert first (bigmodel-hf convert-llama SRC DST) and fine-tune DST"),

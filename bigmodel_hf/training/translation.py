@@ -33,6 +33,7 @@ from .arguments import (
 from .callbacks import build_callbacks, wall_clock_report
 from .data_cache import DataCache, tokenizer_fingerprint
 from .checkpoints import average_last_checkpoints, list_checkpoints, load_weights
+from .auto_settings import settle_auto_preset
 from .config import RunConfig, parse_run_config
 from .data_spec import resolve_data_spec, share_generated_data
 from .defaults import TRANSLATION_BUDGET_DEFAULTS, TRANSLATION_DEFAULTS
@@ -70,7 +71,8 @@ TRANSLATION_ARGUMENT_TYPES = dict(
 
 def parse_translation_config(argv=None, default_config=None, values=None) -> RunConfig:
     run_config = parse_run_config(TRANSLATION_ARGUMENT_TYPES, argv, TRANSLATION_DEFAULTS, default_config, values,
-                                  budget_defaults=TRANSLATION_BUDGET_DEFAULTS)
+                                  budget_defaults=TRANSLATION_BUDGET_DEFAULTS,
+                                  choose_settings=settle_auto_preset)
     problems = [text for bad, text in lora_setting_problems(
         run_config.lora, bool(run_config.model.model_name_or_path), run_config.training.push_to_hub) if bad]
     if problems:
