@@ -11,7 +11,8 @@ from bigmodel_hf.training.auto_settings import AUTO_RULES, count_training_pairs,
 from bigmodel_hf.training.text_generation import parse_text_generation_config
 from bigmodel_hf.training.translation import parse_translation_config
 
-MEASURED = {"preset": "vaswani-small", "vocab_size": 8000, "max_tokens": 2048, "learning_rate": 7e-4}
+SMALL = {"preset": "vaswani-small", "vocab_size": 4000, "max_tokens": 2048, "learning_rate": 7e-4}  # up to 50,000 pairs
+MID = {**SMALL, "vocab_size": 8000}  # up to 200,000 pairs, and a corpus of unknown size
 
 
 def corpus(tmp_path, pairs: int, name="train.jsonl") -> str:
@@ -29,41 +30,43 @@ def test_a_corpus_of_the_measured_size_gets_the_measured_settings_and_records_th
     with caplog.at_level(logging.INFO):
         run_config = parse_translation_config(["--train_file", corpus(tmp_path, 30_000),
                                                "--output_dir", str(tmp_path / "out")])
-    assert chosen(run_config) == MEASURED
+    assert chosen(run_config) == SMALL
     assert "preset auto: 30,000 training pairs" in caplog.text
     # run_config.yaml holds the choice, not "auto": a rerun builds the same model whatever the corpus becomes
     resolved = run_config.resolved()
-    assert {key: resolved[key] for key in MEASURED} == MEASURED
+    assert {key: resolved[key] for key in SMALL} == SMALL
     (tmp_path / "run_config.yaml").write_text(yaml.safe_dump(resolved))
-    assert chosen(parse_translation_config(["--config", str(tmp_path / "run_config.yaml")])) == MEASURED
+    assert chosen(parse_translation_config(["--config", str(tmp_path / "run_config.yaml")])) == SMALL
 
 
 def test_what_the_user_sets_stays(tmp_path):
-    run_config = parse_translation_config(["--train_file", corpus(tmp_path, 10), "--vocab_size", "4000",
+    run_config = parse_translation_config(["--train_file", corpus(tmp_path, 10), "--vocab_size", "6000",
                                            "--learning_rate", "1e-3"])
-    assert chosen(run_config) == {**MEASURED, "vocab_size": 4000, "learning_rate": 1e-3}
+    assert chosen(run_config) == {**SMALL, "vocab_size": 6000, "learning_rate": 1e-3}
     # a batch size asked for replaces the token budget, as without auto
     run_config = parse_translation_config(["--train_file", corpus(tmp_path, 10), "--per_device_train_batch_size", "16"])
     assert run_config.data.max_tokens is None and run_config.training.per_device_train_batch_size == 16
-    # a preset named by the user is used as is, with the recipe's defaults
-    run_config = parse_translation_config(["--train_file", corpus(tmp_path, 300_000), "--preset", "modern-small"])
-    assert chosen(run_config) == {**MEASURED, "preset": "modern-small"}
+    # a preset named by the user is used as is, with the recipe's defaults (8,000 pieces)
+    run_config = parse_translation_config(["--train_file", corpus(tmp_path, 30_000), "--preset", "modern-small"])
+    assert chosen(run_config) == {**MID, "preset": "modern-small"}
 
 
 def test_the_rules_follow_the_corpus_size_and_the_device(tmp_path):
     def pick(pairs, gpu):
         values = {"preset": "auto", "train_file": corpus(tmp_path, pairs)}
         settle_auto_preset(values, {"preset", "train_file"}, gpu=gpu)
-        return {key: values[key] for key in MEASURED}
+        return {key: values[key] for key in SMALL}
 
-    assert pick(200_000, gpu=False) == MEASURED == pick(200_000, gpu=True)
-    assert pick(200_001, gpu=False) == {**MEASURED, "vocab_size": 16000}
+    assert pick(50_000, gpu=False) == SMALL == pick(50_000, gpu=True)
+    assert pick(50_001, gpu=False) == MID == pick(200_000, gpu=True)
+    assert pick(200_001, gpu=False) == {**MID, "vocab_size": 16000}
     assert pick(200_001, gpu=True) == {"preset": "vaswani-base", "vocab_size": 32000, "max_tokens": 4096,
                                        "learning_rate": 5e-4}
-    # a corpus of unknown size (a Hub dataset, Parquet) gets the measured settings
-    values = {"preset": "auto", "dataset_name": "someone/corpus"}
-    settle_auto_preset(values, {"preset"}, gpu=True)
-    assert {key: values[key] for key in MEASURED} == MEASURED
+    # a corpus of unknown size (a Hub dataset, Parquet) gets the 8,000-piece rule, on any device
+    for gpu in (False, True):
+        values = {"preset": "auto", "dataset_name": "someone/corpus"}
+        settle_auto_preset(values, {"preset"}, gpu=gpu)
+        assert {key: values[key] for key in MID} == MID
     assert all(rule.evidence for rule in AUTO_RULES)
 
 
