@@ -35,7 +35,7 @@ class Tick(TrainerCallback):
         self.clock.now += 1.0
 
 
-def train_with_fake_clock(tmp_path, schedule: str, budget_schedule: bool, warmup_steps: float = 0):
+def train_with_fake_clock(tmp_path, schedule: str, budget_schedule: bool, warmup_steps: float = 0, bar: bool = False):
     torch.manual_seed(0)
     model = BigModelForCausalLM(tiny_config(is_encoder_decoder=False))
     ids = random_ids(64, 8)
@@ -43,13 +43,15 @@ def train_with_fake_clock(tmp_path, schedule: str, budget_schedule: bool, warmup
     args = TrainingArguments(
         output_dir=str(tmp_path), max_steps=MAX_STEPS, per_device_train_batch_size=4, learning_rate=PEAK,
         lr_scheduler_type=schedule, warmup_steps=warmup_steps, logging_steps=1, save_strategy="no",
-        report_to="none", use_cpu=True, disable_tqdm=True, seed=0,
+        report_to="none", use_cpu=True, disable_tqdm=not bar, seed=0,
     )
     clock = FakeClock()
     trainer = CausalLMTrainer(
         model=model, args=args, train_dataset=data,
         callbacks=[Tick(clock), WallClockStop(BUDGET_S, schedule_by_budget=budget_schedule, clock=clock)],
     )
+    if bar:
+        return trainer
     trainer.train()
     return [entry["learning_rate"] for entry in trainer.state.log_history if "learning_rate" in entry]
 
@@ -106,3 +108,17 @@ def test_the_switch_reaches_the_clock_through_the_run_settings():
         run = RunArguments(max_train_minutes=2.0, budget_schedule=switch, plot=False, num_sample_outputs=0)
         (stop,) = [c for c in build_callbacks(run, args) if isinstance(c, WallClockStop)]
         assert stop.schedule_by_budget is switch and stop.budget_s == 120.0
+
+
+def test_the_training_bar_counts_minutes_of_the_budget_not_steps(tmp_path, capsys):
+    from transformers import ProgressCallback
+
+    from bigmodel_hf.training.callbacks import BudgetProgressBar
+
+    trainer = train_with_fake_clock(tmp_path, "linear", budget_schedule=True, bar=True)
+    bars = [c for c in trainer.callback_handler.callbacks if isinstance(c, ProgressCallback)]
+    assert [type(c) for c in bars] == [BudgetProgressBar]  # the Trainer's step bar was replaced, not doubled
+    trainer.train()
+    shown = capsys.readouterr().err.replace("\r", "\n")
+    # 10 fake seconds of a 10-second budget: 0.17 of 0.17 minutes, at step 10, never a count towards max_steps
+    assert "0.2/0.2 training min" in shown and "step 10]" in shown and f"/{MAX_STEPS}" not in shown

@@ -225,3 +225,22 @@ def test_a_time_budget_gets_a_schedule_that_ends_with_it_unless_one_is_chosen(tm
     resolved = parse_translation_config(["--train_file", "x.jsonl", "--max_train_minutes", "10"]).resolved()
     assert resolved["lr_scheduler_type"] == "warmup_stable_decay" and resolved["budget_schedule"] is True
     assert parse_translation_config(["--config", write_yaml(tmp_path, resolved)]).resolved() == resolved
+
+
+def test_a_time_budget_ends_the_run_unless_its_length_is_set(tmp_path):
+    def length(*flags):
+        training = parse_translation_config(["--train_file", "x.jsonl", *flags]).training
+        return training.num_train_epochs, training.warmup_steps, training.max_steps
+
+    assert length() == (10, 0.05, -1)  # no budget: the default epoch count, as before
+    epochs, warmup, max_steps = length("--max_train_minutes", "10")
+    assert epochs == defaults_module.BUDGET_EPOCH_CEILING and max_steps == -1
+    # the fractional warmup keeps its length in steps: the same share of 10 epochs as before
+    assert warmup * epochs == pytest.approx(0.05 * 10)
+    assert length("--max_train_minutes", "10", "--num_train_epochs", "3") == (3, 0.05, -1)
+    assert length("--max_train_minutes", "10", "--max_steps", "500") == (10, 0.05, 500)
+    assert length("--max_train_minutes", "10", "--warmup_steps", "400") == (defaults_module.BUDGET_EPOCH_CEILING, 400, -1)
+    assert length("--config", write_yaml(tmp_path, {"num_train_epochs": 4}), "--max_train_minutes", "10")[0] == 4
+    # the saved settings rerun the same length and warmup, not lifted twice
+    resolved = parse_translation_config(["--train_file", "x.jsonl", "--max_train_minutes", "10"]).resolved()
+    assert parse_translation_config(["--config", write_yaml(tmp_path, resolved)]).resolved() == resolved

@@ -1,4 +1,5 @@
-"""Trainer callbacks shared by both recipes: curve plots, sample outputs, early stopping, wall-clock stop."""
+"""Trainer callbacks shared by both recipes: curve plots, sample outputs, early stopping, wall-clock stop and its
+progress bar."""
 
 import json
 import logging
@@ -6,7 +7,8 @@ import os
 import time
 from collections.abc import Callable, Sequence
 
-from transformers import EarlyStoppingCallback, TrainerCallback
+from tqdm.auto import tqdm
+from transformers import EarlyStoppingCallback, ProgressCallback, TrainerCallback
 
 from ..output_layout import OutputLayout
 from .plotting import plot_training_curves
@@ -165,6 +167,33 @@ class WallClockStop(TrainerCallback):
         """The share of the budget that will have been spent when `step` starts, extrapolated from the
         last measurement at the mean time per step so far (the scheduler runs ahead of this callback)."""
         return self.spent / self.spent_at_step * step if self.spent_at_step else 0.0
+
+
+class BudgetProgressBar(ProgressCallback):
+    """The training bar of a run with a time budget: minutes of the budget spent, with the step beside them.
+
+    The Trainer's bar counts steps towards `max_steps`, which the clock cuts short (or, with the epoch cap lifted,
+    never reaches), so its total and time left would be wrong. Evaluation bars and the printed logs are the
+    parent's. Must be added after its `WallClockStop`, whose `on_step_end` updates the minutes it shows."""
+
+    def __init__(self, stop: WallClockStop):
+        super().__init__()
+        self.stop = stop
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            clock = "CPU " if self.stop.clock is time.process_time else ""
+            self.training_bar = tqdm(total=round(self.stop.budget_s / 60, 2), dynamic_ncols=True,
+                                     bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} " + clock +
+                                                "training min [{elapsed}<{remaining}{postfix}]")
+        self.current_step = 0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero and self.training_bar is not None:
+            spent = min(self.stop.training_s / 60, self.training_bar.total)
+            self.training_bar.set_postfix_str(f"step {state.global_step}", refresh=False)
+            self.training_bar.update(spent - self.training_bar.n)  # redraws at tqdm's own pace
+        self.current_step = state.global_step
 
 
 def wall_clock_report(trainer) -> dict:

@@ -13,13 +13,13 @@ from functools import partial
 
 import datasets
 from torch.utils.data import DataLoader
-from transformers import SchedulerType, Seq2SeqTrainer, Trainer
+from transformers import ProgressCallback, SchedulerType, Seq2SeqTrainer, Trainer
 from transformers.trainer_utils import seed_worker
 
 from ..batching import TokenBudgetBatchSampler, column_lengths
 from ..streaming import StreamingBatches
 from .budget_schedule import BUDGET_SCHEDULES, BudgetProgress, budget_scheduler
-from .callbacks import WallClockStop
+from .callbacks import BudgetProgressBar, WallClockStop
 from .guards import GuardedTrainerMixin
 from .precision import Float32EvaluationMixin
 from .processes import BestModelOnEveryMachineMixin, DataParallelAfterEvaluationMixin
@@ -152,6 +152,17 @@ class TrainingTokensMixin:
         return {"source_tokens": source, "target_tokens": target, "tokens": source + target}
 
 
+class BudgetProgressMixin:
+    """With a `WallClockStop` attached, the training bar counts minutes of the budget (`BudgetProgressBar`)
+    instead of steps towards a `max_steps` the run will not reach."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        stop = next((c for c in self.callback_handler.callbacks if isinstance(c, WallClockStop)), None)
+        if stop is not None and self.pop_callback(ProgressCallback) is not None:
+            self.add_callback(BudgetProgressBar(stop))
+
+
 class BudgetScheduleMixin:
     """With a `WallClockStop(schedule_by_budget=True)` attached and a schedule that has an end, size the decay
     by the time budget as well as by `max_steps` (see `budget_schedule`). Overrides the public
@@ -176,16 +187,18 @@ class BudgetScheduleMixin:
 
 
 class TranslationTrainer(BestModelOnEveryMachineMixin, DataParallelAfterEvaluationMixin, ShardedTrainingMixin,
-                         SyncedShardedGenerationMixin, BudgetScheduleMixin, GuardedTrainerMixin, Float32EvaluationMixin,
-                         ExactGatherMixin, KeepColumnsMixin, TrainingTokensMixin, TokenBudgetSeq2SeqTrainer):
+                         SyncedShardedGenerationMixin, BudgetScheduleMixin, BudgetProgressMixin, GuardedTrainerMixin,
+                         Float32EvaluationMixin, ExactGatherMixin, KeepColumnsMixin, TrainingTokensMixin,
+                         TokenBudgetSeq2SeqTrainer):
     """Seq2SeqTrainer + token-budget batches (`max_tokens=`) + exact gathering across processes + the stops
     of `guards` (non-finite loss, failed checkpoint save) + float32 evaluation under autocast + training-token
-    counts + extra kept columns + FSDP2 (also on CPU processes) + several machines (`processes`)."""
+    counts + extra kept columns + FSDP2 (also on CPU processes) + several machines (`processes`) + a schedule and a
+    training bar that follow a time budget."""
 
 
 class CausalLMTrainer(BestModelOnEveryMachineMixin, DataParallelAfterEvaluationMixin, ShardedTrainingMixin,
-                      BudgetScheduleMixin, GuardedTrainerMixin, Float32EvaluationMixin, ExactGatherMixin,
-                      TokenBudgetTrainer):
+                      BudgetScheduleMixin, BudgetProgressMixin, GuardedTrainerMixin, Float32EvaluationMixin,
+                      ExactGatherMixin, TokenBudgetTrainer):
     """Trainer + token-budget batches + exact gathering + float32 evaluation + FSDP2 + several machines, and the
     warmup-stable-decay schedule sized by `wsd_decay_steps` (a float below 1 is a fraction of all steps, like
     `warmup_steps`)."""
