@@ -185,7 +185,9 @@ class RunArguments:
     max_train_minutes: float | None = field(
         default=None,
         metadata={"help": "Stop training after this many minutes of training (evaluation time excluded); the "
-                          "final evaluation still runs. Unset = no wall-clock limit."},
+                          "final evaluation still runs. Unset = no wall-clock limit. Translation: without "
+                          "num_train_epochs or max_steps, the budget alone ends the run (the 10-epoch default "
+                          "is lifted)."},
     )
     train_clock: str = field(
         default="wall",
