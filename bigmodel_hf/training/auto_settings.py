@@ -31,8 +31,9 @@ class AutoRule:
 
 
 # The measured model, token budget and learning rate; the rules for CPU-sized models differ in vocabulary only.
-# The budget does not change them: a wider model (d_model 384) scored 4.4 BLEU lower at 60 CPU-minutes on
-# bible_en_es, with half the steps (benchmarks/results/auto_preset.md).
+# The budget does not change the model: a wider one (d_model 384) scored 4.4 BLEU lower at 60 CPU-minutes on
+# bible_en_es, with half the steps. The learning rate is an open question there: 1e-3 led by 4.4 at 30 minutes
+# in one check (benchmarks/results/auto_preset.md).
 SMALL_MODEL = {"preset": "vaswani-small", "max_tokens": 2048, "learning_rate": 7e-4}
 
 AUTO_RULES = (
