@@ -125,12 +125,13 @@ def settle_defaults(values: dict, user_keys: set, budget_defaults: Mapping | Non
     - a run with a time budget takes `budget_defaults` (a recipe's schedule for it), unless the user set any of
       their keys, and runs until the budget ends it, unless the user set its length (`lift_epoch_cap`).
     """
-    if budget_defaults and values.get("max_train_minutes") and not user_keys & set(budget_defaults):
-        values.update(budget_defaults)
-        logger.info("time budget: learning-rate schedule %s (set --lr_scheduler_type or --budget_schedule to choose "
-                    "another)", ", ".join(f"{k}={v}" for k, v in budget_defaults.items()))
-    if budget_defaults and values.get("max_train_minutes") and not user_keys & {"num_train_epochs", "max_steps"}:
-        lift_epoch_cap(values)
+    if budget_defaults and values.get("max_train_minutes"):
+        if not user_keys & set(budget_defaults):
+            values.update(budget_defaults)
+            logger.info("time budget: learning-rate schedule %s (set --lr_scheduler_type or --budget_schedule to "
+                        "choose another)", ", ".join(f"{k}={v}" for k, v in budget_defaults.items()))
+        if not user_keys & {"num_train_epochs", "max_steps"}:
+            lift_epoch_cap(values)
     if values.get("bf16") and "bf16" not in user_keys:
         if values.get("fp16"):
             values["bf16"] = False
