@@ -1,5 +1,7 @@
 """Batching (bigmodel_hf.batching): collators, token-budget sampler, LM packing; the token-budget Trainer."""
 
+import warnings
+
 import datasets
 import numpy as np
 import pytest
@@ -270,3 +272,19 @@ def test_trainer_token_budget_under_two_processes(tmp_path):
         seen = [i for r in ranks for *_, idx in r["seen"][epoch * steps : (epoch + 1) * steps] for i in idx]
         assert sorted(seen) == list(range(101))  # disjoint across ranks, nothing lost to double sharding
     assert all(s[0][0] * s[0][1] <= 128 and s[1][0] * s[1][1] <= 128 for r in ranks for s in r["seen"])
+
+
+def test_no_pinned_memory_and_no_warning_on_a_machine_without_accelerator(tmp_path, tokenizer):
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU-only path")
+    ds = tokenized_pairs(tokenizer, seed=3)
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", disable_tqdm=True)  # no use_cpu
+    assert args.dataloader_pin_memory  # transformers' default, which torch warns about without an accelerator
+    trainer = TokenBudgetTrainer(model=Recorder(), args=args, train_dataset=ds, eval_dataset=ds,
+                                 data_collator=make_seq2seq_collator(tokenizer), max_tokens=128)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        next(iter(trainer.get_train_dataloader()))
+        next(iter(trainer.get_eval_dataloader()))
+    assert not trainer.args.dataloader_pin_memory
+    assert not [w for w in caught if "pin_memory" in str(w.message)]

@@ -34,6 +34,10 @@ class TokenBudgetTrainerMixin:
                  length_columns: Sequence[str] = ("input_ids", "labels"), length_multiple: int | None = None,
                  **kwargs):
         super().__init__(*args, **kwargs)
+        if self.args.device.type == "cpu":
+            # Pinned memory only speeds copies to an accelerator; without one torch warns at every loader.
+            # (transformers turns it off only under `use_cpu`, which a machine without bf16 does not get.)
+            self.args.dataloader_pin_memory = False
         self.max_tokens, self.max_sentences, self.length_columns = max_tokens, max_sentences, tuple(length_columns)
         self.length_multiple = length_multiple
 
