@@ -11,7 +11,7 @@ from bigmodel_hf.training.auto_settings import AUTO_RULES, count_training_pairs,
 from bigmodel_hf.training.text_generation import parse_text_generation_config
 from bigmodel_hf.training.translation import parse_translation_config
 
-SMALL = {"preset": "vaswani-small", "vocab_size": 4000, "max_tokens": 2048, "learning_rate": 7e-4}  # up to 50,000 pairs
+SMALL = {"preset": "vaswani-small", "vocab_size": 4000, "max_tokens": 2048, "learning_rate": 1e-3}  # up to 50,000 pairs
 MID = {**SMALL, "vocab_size": 8000}  # up to 200,000 pairs, and a corpus of unknown size
 
 

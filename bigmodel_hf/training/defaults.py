@@ -46,7 +46,7 @@ TRANSLATION_DEFAULTS = {
     **COMMON_DEFAULTS,
     "output_dir": "outputs/translate",
     # from scratch: the model size, vocabulary, token budget and learning rate chosen from the corpus size and the
-    # device (training/auto_settings.py); for the corpora measured here, the values below
+    # device (training/auto_settings.py); the values below serve a named preset or a pretrained model
     "preset": "auto",
     "lr_scheduler_type": "inverse_sqrt",
     "learning_rate": 7e-4,
