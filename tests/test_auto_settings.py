@@ -41,14 +41,14 @@ def test_a_corpus_of_the_measured_size_gets_the_measured_settings_and_records_th
 
 def test_what_the_user_sets_stays(tmp_path):
     run_config = parse_translation_config(["--train_file", corpus(tmp_path, 10), "--vocab_size", "6000",
-                                           "--learning_rate", "1e-3"])
-    assert chosen(run_config) == {**SMALL, "vocab_size": 6000, "learning_rate": 1e-3}
+                                           "--learning_rate", "5e-4"])
+    assert chosen(run_config) == {**SMALL, "vocab_size": 6000, "learning_rate": 5e-4}
     # a batch size asked for replaces the token budget, as without auto
     run_config = parse_translation_config(["--train_file", corpus(tmp_path, 10), "--per_device_train_batch_size", "16"])
     assert run_config.data.max_tokens is None and run_config.training.per_device_train_batch_size == 16
-    # a preset named by the user is used as is, with the recipe's defaults (8,000 pieces)
+    # a preset named by the user is used as is, with the recipe's defaults (8,000 pieces, 7e-4)
     run_config = parse_translation_config(["--train_file", corpus(tmp_path, 30_000), "--preset", "modern-small"])
-    assert chosen(run_config) == {**MID, "preset": "modern-small"}
+    assert chosen(run_config) == {**MID, "preset": "modern-small", "learning_rate": 7e-4}
 
 
 def test_the_rules_follow_the_corpus_size_and_the_device(tmp_path):
