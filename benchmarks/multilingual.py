@@ -40,18 +40,27 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "l10n"
 LANGUAGES = ["es", "de", "fr", "it", "pt_BR", "ru", "ja", "zh_CN"]
 # The same model and recipe settings for every arm; only data (and the multilingual flags) differ.
-# Small batches and a fixed warmup: at 7.5 CPU minutes a 2048-token batch gives ~250 steps, nearly all of
-# them warmup (the default warms up over 5% of ten epochs), and no model learns; 4-minute trials on en-es
-# (2026-12-05) gave validation loss 6.73 at 2048 tokens vs 5.50 at 512, and 5.79 for modern-small at lr 1.5e-3.
+# The recipe's current defaults for a time budget (warmup-stable-decay ending with the budget, no epoch cap) and
+# the learning rate auto picks at this data size (1e-3, benchmarks/results/auto_preset.md), with two exceptions:
+# - a fixed warmup, because the default (5% of ten epochs of steps) is about 8x longer for (b), whose epoch
+#   holds all sixteen directions, than for (a), and would take most of (b)'s run;
+# - small batches (`--max_tokens`, below): at a few CPU minutes the step count decides. 1,024-token batches
+#   beat the default 2,048 on l10n/en_es at 10 CPU-minutes, 31.4 vs 14.5 BLEU (auto_preset.md), and 512 beat
+#   1,024 for (a)'s en-es at 7.5 (2026-12-08, 8,000 pieces: validation loss 4.09 vs 4.83, 944 vs 483 steps).
 # The recipe's own final evaluation is capped (100 rows); `score` decodes every validation row of every model.
-COMMON_FLAGS = ["--preset", "vaswani-small", "--max_tokens", "512", "--warmup_steps", "200", "--train_clock", "cpu",
+COMMON_FLAGS = ["--preset", "vaswani-small", "--learning_rate", "1e-3", "--warmup_steps", "200", "--train_clock", "cpu",
                 "--max_eval_samples", "200", "--eval_steps", "1000", "--save_steps", "1000", "--plot", "false",
                 "--max_predict_samples", "100"]
+MAX_TOKENS = 512
+
+
+def common_flags(args) -> list[str]:
+    return [*COMMON_FLAGS, "--max_tokens", str(args.max_tokens)]
 
 
 def run_recipe(flags: list[str], output_dir: Path, cpu: int | None, log: Path) -> float:
     """One recipe run in its own process; returns its wall-clock seconds (training budget is CPU time)."""
-    command = [sys.executable, str(ROOT / "recipes" / "translate.py"), *COMMON_FLAGS, *flags,
+    command = [sys.executable, str(ROOT / "recipes" / "translate.py"), *flags,
                "--output_dir", str(output_dir)]
     if cpu is not None:
         command = ["taskset", "-c", str(cpu), *command]
@@ -72,7 +81,7 @@ def train_bilingual(args) -> None:
         flags = ["--train_file", str(DATA / f"en_{language}" / "train.jsonl"),
                  "--validation_file", str(DATA / f"en_{language}" / "validation.jsonl"),
                  "--source_lang", "en", "--target_lang", language,
-                 "--max_train_minutes", str(args.minutes), "--vocab_size", str(args.vocab_size)]
+                 "--max_train_minutes", str(args.minutes), "--vocab_size", str(args.vocab_size), *common_flags(args)]
         seconds = run_recipe(flags, output_dir, args.cpu, args.work_dir / f"bilingual_en_{language}.log")
         print(f"en-{language}: trained in {seconds / 60:.1f} wall-clock minutes", flush=True)
         (output_dir / "benchmark_arm.json").write_text(json.dumps(
@@ -95,7 +104,7 @@ def train_multilingual(args) -> None:
         print(f"multilingual: kept ({output_dir})", flush=True)
         return
     flags = [*multilingual_flags(args.languages), "--max_train_minutes", str(args.minutes),
-             "--vocab_size", str(args.vocab_size), *args.extra]
+             "--vocab_size", str(args.vocab_size), *common_flags(args), *args.extra]
     seconds = run_recipe(flags, output_dir, args.cpu, args.work_dir / "multilingual.log")
     print(f"multilingual: trained in {seconds / 60:.1f} wall-clock minutes", flush=True)
     (output_dir / "benchmark_arm.json").write_text(json.dumps(
@@ -200,10 +209,39 @@ def score_models(args) -> dict:
                                                  "cpu_seconds": round(time.process_time() - started, 1),
                                                  **arm_summary(folder)}
         print(f"bilingual en-{language}: {report['bilingual'][f'en-{language}']}", flush=True)
+    report["settings"] = recorded_settings(args.work_dir)
     folder = args.work_dir / "multilingual"
     if (folder / "config.json").is_file() and {"multilingual", "zero_shot"} & set(args.parts):
         report["multilingual"] = score_multilingual(folder, args, identifier)
     return report
+
+
+SHOWN_SETTINGS = ("--preset", "--learning_rate", "--max_tokens", "--warmup_steps")
+
+
+def recorded_settings(work_dir: Path) -> dict:
+    """The shared recipe settings each arm was trained with, from its `benchmark_arm.json`, for the page."""
+    settings = {}
+    arms = [*sorted(work_dir.glob("bilingual_en_*/benchmark_arm.json"))[:1], work_dir / "multilingual" / "benchmark_arm.json"]
+    for arm in arms:
+        if arm.is_file():
+            flags = json.loads(arm.read_text())["flags"]
+            settings[arm.parent.name.split("_")[0]] = {flag: flags[flags.index(flag) + 1] for flag in SHOWN_SETTINGS
+                                                       if flag in flags}
+    return settings
+
+
+def settings_text(report: dict) -> str:
+    """The settings sentence of the page."""
+    arms = report.get("settings")
+    if not arms:
+        return "Settings not recorded (scored before they were)"
+    shown = {json.dumps(settings, sort_keys=True) for settings in arms.values()}
+    if len(shown) > 1:
+        return "Settings differ between the arms: " + "; ".join(
+            f"{arm}: " + " ".join(f"`{k} {v}`" for k, v in settings.items()) for arm, settings in arms.items())
+    label = "Both arms" if len(arms) == 2 else f"The {next(iter(arms))} arm"
+    return f"{label}: " + ", ".join(f"`{k} {v}`" for k, v in next(iter(arms.values())).items())
 
 
 def merge_reports(reports: list[dict]) -> dict:
@@ -282,8 +320,9 @@ def page(report: dict) -> str:
     directions = multilingual.get("directions", {})
     lines = ["# One multilingual model vs eight bilingual ones (issue 20)", "",
              "Written by `benchmarks/multilingual.py score` from `multilingual.json` beside this page. Data: "
-             "`shared/data/l10n` (software messages). Same preset (`vaswani-small`), `--max_tokens 512`, `--warmup_steps 200`, one torch "
-             "thread, training time counted in CPU seconds (`--train_clock cpu`): (a) eight en->X models, "
+             f"`shared/data/l10n` (software messages). {settings_text(report)}; otherwise the recipe's defaults for a "
+             "time budget (warmup-stable-decay ending with the budget); one torch thread, training time counted in CPU "
+             "seconds (`--train_clock cpu`): (a) eight en->X models, "
              f"{bilingual and next(iter(bilingual.values())).get('cpu_minutes')} CPU minutes each; (b) one model "
              f"on {len(directions)} directions, {multilingual.get('cpu_minutes')} CPU minutes. Scored on "
              f"{'the first ' + str(report['max_rows']) + ' rows' if report.get('max_rows') else 'every row'} of each "
@@ -414,14 +453,16 @@ def main(argv=None) -> None:
     bilingual = sub.add_parser("train-bilingual", help="arm (a): one en->X model per language")
     bilingual.add_argument("--minutes", type=float, default=7.5, help="CPU minutes of training per model")
     bilingual.add_argument("--languages", nargs="+", default=LANGUAGES)
-    bilingual.add_argument("--vocab_size", type=int, default=8000)
+    # auto's vocabulary for corpora under 50,000 pairs (each en_X file), measured on l10n/en_es
+    bilingual.add_argument("--vocab_size", type=int, default=4000)
     multilingual = sub.add_parser("train-multilingual", help="arm (b): one model on all sixteen directions en<->X")
     multilingual.add_argument("--minutes", type=float, default=60.0,
                               help="CPU minutes of training (8x arm (a)'s 7.5 per model)")
     multilingual.add_argument("--languages", nargs="+", default=LANGUAGES)
-    # Eight languages share one vocabulary, two of them (ja, zh_CN) written with thousands of distinct
-    # characters: twice a bilingual model's 8000, so each language keeps about as many subwords as a
-    # bilingual model's side while the output softmax (the largest matrix a CPU step multiplies) only doubles.
+    # Nine languages share one vocabulary, two of them (ja, zh_CN) written with thousands of distinct
+    # characters: auto's vocabulary for a CPU run on over 200,000 pairs, about 1,800 pieces a language (a
+    # bilingual model's two sides get 4,000 together), while the output softmax, the largest matrix a CPU step
+    # multiplies, grows fourfold.
     multilingual.add_argument("--vocab_size", type=int, default=16000)
     multilingual.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
                               help="further recipe flags, after everything else (smoke runs: --extra --max_steps 5)")
@@ -443,6 +484,8 @@ def main(argv=None) -> None:
     page_only.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "multilingual.md")
     page_only.add_argument("--merge", nargs="+", type=Path, default=None,
                            help="JSON files of `score` runs over different --parts, joined into --results")
+    for phase in (bilingual, multilingual):
+        phase.add_argument("--max_tokens", type=int, default=MAX_TOKENS, help="tokens a training batch")
     for phase in (bilingual, multilingual, score, tokenizers, page_only):
         phase.add_argument("--work_dir", type=Path, default=ROOT / "outputs" / "benchmark_multilingual")
         phase.add_argument("--cpu", type=int, default=None, help="pin the phase to this core")

@@ -339,6 +339,8 @@ def test_the_benchmark_scores_a_multilingual_model_per_direction_zero_shot_and_o
     bilingual.generation_config.max_length = 8
     bilingual.save_pretrained(work / "bilingual_en_de")
     tokenizer.save_pretrained(work / "bilingual_en_de")
+    (work / "bilingual_en_de" / "benchmark_arm.json").write_text(json.dumps(
+        {"flags": ["--source_lang", "en", "--preset", "vaswani-small", "--max_tokens", "1024"]}))
     report = bench.score_models(Namespace(**vars(args), work_dir=work))
     assert set(report["bilingual"]) == {"en-de"} and report["bilingual"]["en-de"]["rows"] == 8
     assert set(report["multilingual"]["directions"]) == {"en-de", "de-en", "en-ja"}
@@ -346,6 +348,7 @@ def test_the_benchmark_scores_a_multilingual_model_per_direction_zero_shot_and_o
     text = (tmp_path / "m.md").read_text()
     de = report["bilingual"]["en-de"]
     assert f"| en-de | 8 | {de['bleu']} | {de['chrf']} |" in text and "| de-ja | 6 |" in text and "## Targets" in text
+    assert "The bilingual arm: `--preset vaswani-small`, `--max_tokens 1024`" in text  # what (a) was trained with
     assert json.loads((tmp_path / "m.json").read_text())["multilingual"]["zero_shot"] == report["multilingual"]["zero_shot"]
     # scored in two parts (one per core) and joined: the same scores as in one run
     halves = [bench.score_models(Namespace(**{**vars(args), "parts": parts}, work_dir=work))
