@@ -81,7 +81,8 @@ def train_bilingual(args) -> None:
         flags = ["--train_file", str(DATA / f"en_{language}" / "train.jsonl"),
                  "--validation_file", str(DATA / f"en_{language}" / "validation.jsonl"),
                  "--source_lang", "en", "--target_lang", language,
-                 "--max_train_minutes", str(args.minutes), "--vocab_size", str(args.vocab_size), *common_flags(args)]
+                 "--max_train_minutes", str(args.minutes), "--vocab_size", str(args.vocab_size), *common_flags(args),
+                 *args.extra]
         seconds = run_recipe(flags, output_dir, args.cpu, args.work_dir / f"bilingual_en_{language}.log")
         print(f"en-{language}: trained in {seconds / 60:.1f} wall-clock minutes", flush=True)
         (output_dir / "benchmark_arm.json").write_text(json.dumps(
@@ -464,8 +465,6 @@ def main(argv=None) -> None:
     # bilingual model's two sides get 4,000 together), while the output softmax, the largest matrix a CPU step
     # multiplies, grows fourfold.
     multilingual.add_argument("--vocab_size", type=int, default=16000)
-    multilingual.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
-                              help="further recipe flags, after everything else (smoke runs: --extra --max_steps 5)")
     score = sub.add_parser("score", help="score every model of both arms on the full validation sets")
     score.add_argument("--languages", nargs="+", default=LANGUAGES)
     score.add_argument("--num_beams", type=int, default=4)
@@ -486,6 +485,8 @@ def main(argv=None) -> None:
                            help="JSON files of `score` runs over different --parts, joined into --results")
     for phase in (bilingual, multilingual):
         phase.add_argument("--max_tokens", type=int, default=MAX_TOKENS, help="tokens a training batch")
+        phase.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
+                           help="further recipe flags, after everything else (smoke runs: --extra --max_steps 5)")
     for phase in (bilingual, multilingual, score, tokenizers, page_only):
         phase.add_argument("--work_dir", type=Path, default=ROOT / "outputs" / "benchmark_multilingual")
         phase.add_argument("--cpu", type=int, default=None, help="pin the phase to this core")
