@@ -33,7 +33,8 @@ class AutoRule:
 # The measured model, token budget and learning rate; the rules for CPU-sized models differ in vocabulary only.
 # The budget does not change the model: a wider one (d_model 384) scored 4.4 BLEU lower at 60 CPU-minutes on
 # bible_en_es, with half the steps. 1e-3 led 7e-4 by 1.3 to 4.4 BLEU at 30 and 60 CPU-minutes on both corpora;
-# 1.2e-3 still trained, 1.4e-3 got stuck on both (benchmarks/results/auto_preset.md), so 1e-3 keeps a margin.
+# 1.2e-3 still trained, 1.4e-3 got stuck on both (benchmarks/results/auto_preset.md), so 1e-3 keeps a margin
+# at these token budgets; with 512-token batches 1e-3 got stuck on one l10n pair in eight (multilingual.md).
 # 2,048 tokens: 1,024 led at 10 and 30 CPU-minutes in fp32, but on the Bible not by the margin set before the
 # runs; 4,096 stalled at 30.
 SMALL_MODEL = {"preset": "vaswani-small", "max_tokens": 2048, "learning_rate": 1e-3}
