@@ -166,8 +166,11 @@ def scored(outputs: list[str], pairs: list[tuple[str, str]], target: str, identi
 
     references = [reference for _, reference in pairs]
     scores = corpus_translation_scores(outputs, references, target)
+    # A model stuck on ignoring its source writes one sentence for every row; the off-target rate cannot see
+    # that (the sentence is in the right language), the share of distinct outputs can.
     result = {"rows": len(pairs), "bleu": round(scores["bleu"], 2), "chrf": round(scores["chrf"], 2),
-              "bleu_signature": scores["bleu_signature"]}
+              "bleu_signature": scores["bleu_signature"],
+              "distinct_outputs": round(100 * len(set(outputs)) / max(1, len(outputs)), 1)}
     if identifier is not None:
         result.update(identifier.rate(outputs, references, target))
     return result
@@ -330,22 +333,25 @@ def page(report: dict) -> str:
              "validation file, the same rows for every model, "
              f"beam {report['num_beams']}; BLEU tokenised `ja-mecab` for ja, `zh` for zh_CN, "
              "`13a` otherwise. Off-target: share of outputs lingua does not identify as the requested language, "
-             "among the rows whose reference it does identify as that language.", "",
+             "among the rows whose reference it does identify as that language. Distinct outputs: different outputs per "
+             "100 rows; near 0 for a model that writes one sentence whatever the source.", "",
              "## Supervised directions", "",
-             "| direction | rows | (a) BLEU | (a) chrF | (b) BLEU | (b) chrF | (b) - (a) BLEU | (b) off-target % |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| direction | rows | (a) BLEU | (a) chrF | (b) BLEU | (b) chrF | (b) - (a) BLEU | (b) off-target % | "
+             "distinct outputs % (a) / (b) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     into = [d for d in directions if d.startswith("en-")] or [f"en-{code}" for code in report["languages"]]
     for direction in into:
         a, b = bilingual.get(direction, {}), directions.get(direction, {})
         delta = round(b["bleu"] - a["bleu"], 2) if "bleu" in a and "bleu" in b else None
         lines.append(f"| {direction} | {b.get('rows', a.get('rows'))} | {a.get('bleu')} | {a.get('chrf')} | "
-                     f"{b.get('bleu')} | {b.get('chrf')} | {delta} | {b.get('off_target')} |")
+                     f"{b.get('bleu')} | {b.get('chrf')} | {delta} | {b.get('off_target')} | "
+                     f"{a.get('distinct_outputs')} / {b.get('distinct_outputs')} |")
     both = [d for d in into if d in bilingual and d in directions]  # the comparison is on the same directions
     mean_a = mean(bilingual[d]["bleu"] for d in both)
     mean_b = mean(directions[d]["bleu"] for d in both)
     lines.append(f"| **mean en->X** ({len(both)} directions in both arms) | | {mean_a} | "
                  f"{mean(bilingual[d]['chrf'] for d in both)} | {mean_b} | {mean(directions[d]['chrf'] for d in both)} | "
-                 f"{round(mean_b - mean_a, 2) if mean_a is not None and mean_b is not None else None} | |")
+                 f"{round(mean_b - mean_a, 2) if mean_a is not None and mean_b is not None else None} | | |")
     back = [d for d in directions if d.endswith("-en")]
     if back:
         lines += ["", "| direction (b only) | rows | BLEU | chrF | off-target % |", "|---|---|---|---|---|"]
@@ -357,15 +363,17 @@ def page(report: dict) -> str:
     if zero:
         lines += ["", "## Zero-shot X->Y (rows of en_X and en_Y validation sharing their English text, at most "
                   f"{report.get('zero_shot_rows')} per direction; pivot: X->en then en->Y with the same model)", "",
-                  "| direction | rows | direct BLEU | direct chrF | direct off-target % | pivot (via en) BLEU | "
-                  "pivot chrF | pivot off-target % |", "|---|---|---|---|---|---|---|---|"]
+                  "| direction | rows | direct BLEU | direct chrF | direct off-target % | direct distinct % | "
+                  "pivot (via en) BLEU | pivot chrF | pivot off-target % |", "|---|---|---|---|---|---|---|---|---|"]
         for d, r in zero.items():
             lines.append(f"| {d} | {r['direct']['rows']} | {r['direct']['bleu']} | {r['direct']['chrf']} | "
-                         f"{r['direct'].get('off_target')} | {r['pivot']['bleu']} | {r['pivot']['chrf']} | "
+                         f"{r['direct'].get('off_target')} | {r['direct'].get('distinct_outputs')} | "
+                         f"{r['pivot']['bleu']} | {r['pivot']['chrf']} | "
                          f"{r['pivot'].get('off_target')} |")
         lines.append(f"| **mean** | | {mean(r['direct']['bleu'] for r in zero.values())} | "
                      f"{mean(r['direct']['chrf'] for r in zero.values())} | "
                      f"{mean(r['direct'].get('off_target') for r in zero.values())} | "
+                     f"{mean(r['direct'].get('distinct_outputs') for r in zero.values())} | "
                      f"{mean(r['pivot']['bleu'] for r in zero.values())} | {mean(r['pivot']['chrf'] for r in zero.values())} | "
                      f"{mean(r['pivot'].get('off_target') for r in zero.values())} |")
     pt = "en-pt_BR"

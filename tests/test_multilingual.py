@@ -315,6 +315,9 @@ def test_the_benchmark_scores_a_multilingual_model_per_direction_zero_shot_and_o
     rate = identifier.rate(["Die Datei wurde nicht gefunden", "file not found"],
                            ["Die Datei fehlt leider", "Die Datei wurde nicht gefunden"], "de")
     assert rate == {"off_target": 50.0, "judged_rows": 2}
+    # one sentence for every row (a model that ignores its source) is what the off-target rate cannot see
+    fixed = bench.scored(["Die Datei", "Die Datei", "Die Datei", "Der Ordner"], [("a", "Die Datei")] * 4, "de", identifier)
+    assert fixed["distinct_outputs"] == 50.0 and fixed["off_target"] == 0.0
     args = Namespace(languages=["de", "ja"], max_rows=8, num_beams=1, zero_shot=["de-ja", "ja-de"], zero_shot_rows=6,
                      parts=list(bench.PARTS), cpu=None)
     output_dir, _ = trained
@@ -349,6 +352,7 @@ def test_the_benchmark_scores_a_multilingual_model_per_direction_zero_shot_and_o
     de = report["bilingual"]["en-de"]
     assert f"| en-de | 8 | {de['bleu']} | {de['chrf']} |" in text and "| de-ja | 6 |" in text and "## Targets" in text
     assert "The bilingual arm: `--preset vaswani-small`, `--max_tokens 1024`" in text  # what (a) was trained with
+    assert f"| {de['distinct_outputs']} / " in text
     assert json.loads((tmp_path / "m.json").read_text())["multilingual"]["zero_shot"] == report["multilingual"]["zero_shot"]
     # scored in two parts (one per core) and joined: the same scores as in one run
     halves = [bench.score_models(Namespace(**{**vars(args), "parts": parts}, work_dir=work))
