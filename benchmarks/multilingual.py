@@ -230,8 +230,9 @@ def recorded_settings(work_dir: Path) -> dict:
     for arm in arms:
         if arm.is_file():
             flags = json.loads(arm.read_text())["flags"]
-            settings[arm.parent.name.split("_")[0]] = {flag: flags[flags.index(flag) + 1] for flag in SHOWN_SETTINGS
-                                                       if flag in flags}
+            # the last occurrence: `--extra` flags come after the shared ones and win, as in the recipe's parser
+            settings[arm.parent.name.split("_")[0]] = {flag: flags[len(flags) - 1 - flags[::-1].index(flag) + 1]
+                                                       for flag in SHOWN_SETTINGS if flag in flags}
     return settings
 
 
