@@ -41,7 +41,8 @@ DATA = ROOT.parent / "shared" / "data" / "l10n"
 LANGUAGES = ["es", "de", "fr", "it", "pt_BR", "ru", "ja", "zh_CN"]
 # The same model and recipe settings for every arm; only data (and the multilingual flags) differ.
 # The recipe's current defaults for a time budget (warmup-stable-decay ending with the budget, no epoch cap) and
-# the learning rate auto picks at this data size (1e-3, benchmarks/results/auto_preset.md), with two exceptions:
+# the learning rate auto picks at this data size (1e-3, benchmarks/results/auto_preset.md; (b) got stuck at it on
+# 2026-12-08 and learned at 5e-4: multilingual.md), with two exceptions:
 # - a fixed warmup, because the default (5% of ten epochs of steps) is about 8x longer for (b), whose epoch
 #   holds all sixteen directions, than for (a), and would take most of (b)'s run;
 # - small batches (`--max_tokens`, below): at a few CPU minutes the step count decides. 1,024-token batches
@@ -230,9 +231,9 @@ def recorded_settings(work_dir: Path) -> dict:
     for arm in arms:
         if arm.is_file():
             flags = json.loads(arm.read_text())["flags"]
-            # the last occurrence: `--extra` flags come after the shared ones and win, as in the recipe's parser
-            settings[arm.parent.name.split("_")[0]] = {flag: flags[len(flags) - 1 - flags[::-1].index(flag) + 1]
-                                                       for flag in SHOWN_SETTINGS if flag in flags}
+            # later values overwrite earlier ones: `--extra` flags come last and win, as in the recipe's parser
+            settings[arm.parent.name.split("_")[0]] = {flag: value for flag, value in zip(flags, flags[1:])
+                                                       if flag in SHOWN_SETTINGS}
     return settings
 
 
